@@ -31,13 +31,13 @@ import json
 import os
 import re
 import struct
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from jaxstyle.files import atomic_write
 from jaxstyle.torch_pickle import TorchFileError, UnsafePickleError, load_legacy_torch
 from jaxstyle.vgg import (CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES, CONV_LAYERS,
                           TORCHVISION_PREPROCESSING, VGG19, Preprocessing)
@@ -307,24 +307,6 @@ def read_weights(path: str | os.PathLike, *, preprocessing: str | None = None) -
 
 # ----------------------------------------------------------------------------- writing
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_converted(weights: VGGWeights, path: str | os.PathLike) -> None:
     """Save in jaxstyle's format (uncompressed .npz), atomically."""
     arrays = {"__jaxstyle__": np.array(json.dumps(weights.metadata()))}
@@ -333,7 +315,7 @@ def write_converted(weights: VGGWeights, path: str | os.PathLike) -> None:
         arrays[f"{name}.bias"] = bias
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def describe(weights: VGGWeights) -> str:

@@ -1,0 +1,98 @@
+"""Options of a style-transfer run, as one frozen, validated dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxstyle.vgg import canonical_layer
+
+OPTIMIZERS = ("lbfgs", "jaxopt-lbfgs", "adam")
+INITS = ("content", "noise")
+
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# Per-optimizer step sizes for the image in [0, 1] units (L-BFGS uses a line search
+# and takes its learning rate only as the initial step scale of optax's Adam).
+DEFAULT_LEARNING_RATE = {"adam": 0.02, "lbfgs": 1.0, "jaxopt-lbfgs": 1.0}
+
+
+def _layers(names, what: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        names = tuple(n for n in names.split(",") if n)
+    names = tuple(canonical_layer(n.strip()) for n in names)
+    if not names:
+        raise ValueError(f"expected at least one {what} layer, got none")
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected distinct {what} layers, got {', '.join(names)}")
+    return names
+
+
+def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
+    if weights is None:
+        return tuple(1.0 / len(layers) for _ in layers)
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != len(layers):
+        raise ValueError(f"expected {len(layers)} {what} layer weights (one per layer), got {len(weights)}")
+    if any(w < 0 for w in weights):
+        raise ValueError(f"expected non-negative {what} layer weights, got {weights}")
+    return weights
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleConfig:
+    """Every option of :func:`jaxstyle.stylize`. Validated on construction.
+
+    Objective (Gatys et al. 2016, eq. 7, plus total variation)::
+
+        content_weight * sum_l content_layer_weights[l] * mean((F_l - P_l)^2)
+        + style_weight * sum_l style_layer_weights[l] * mean((G_l - A_l)^2) / 4
+        + tv_weight * TV(image)
+
+    Layer weights default to 1/number of layers (Gatys' w_l = 1/5 for five style layers).
+    """
+
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    content_layer_weights: tuple[float, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None
+    content_weight: float = 1.0
+    style_weight: float = 1e3
+    tv_weight: float = 10.0
+    iterations: int = 500
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None
+    lbfgs_memory: int = 10
+    init: str = "content"
+    seed: int = 0
+    noise_scale: float = 0.1
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("content_layers", _layers(self.content_layers, "content"))
+        set_("style_layers", _layers(self.style_layers, "style"))
+        set_("content_layer_weights", _weights(self.content_layer_weights, self.content_layers, "content"))
+        set_("style_layer_weights", _weights(self.style_layer_weights, self.style_layers, "style"))
+        for name in ("content_weight", "style_weight", "tv_weight", "noise_scale"):
+            value = float(getattr(self, name))
+            if not value >= 0 or value == float("inf"):
+                raise ValueError(f"expected {name} to be a finite number >= 0, got {getattr(self, name)!r}")
+            set_(name, value)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.init not in INITS:
+            raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
+        if int(self.iterations) != self.iterations or self.iterations < 0:
+            raise ValueError(f"expected iterations to be an integer >= 0, got {self.iterations!r}")
+        if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
+            raise ValueError(f"expected lbfgs_memory to be an integer >= 1, got {self.lbfgs_memory!r}")
+        if self.learning_rate is None:
+            set_("learning_rate", DEFAULT_LEARNING_RATE[self.optimizer])
+        elif not float(self.learning_rate) > 0:
+            raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
+        set_("learning_rate", float(self.learning_rate))
+        set_("iterations", int(self.iterations))
+        set_("seed", int(self.seed))
+
+    @property
+    def all_layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))

@@ -1,0 +1,129 @@
+"""The only module that reads or writes images.
+
+Reading: anything Pillow decodes becomes RGB float32 [H, W, 3] in [0, 1]:
+EXIF orientation applied, the first frame of animations, grayscale expanded,
+palette and alpha images composited over white, CMYK converted, 16-bit and
+32-bit integer images scaled from 0-65535, float images taken as [0, 1].
+Images whose header claims more than ``MAX_PIXELS`` are refused before decoding.
+
+Writing: PNG or JPEG by extension, to a temporary file beside the target that is
+renamed over it only once complete (no half-written output on interruption).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jaxstyle.files import atomic_write
+
+MAX_PIXELS = 100_000_000
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(a / 65535.0, 0.0, 1.0)
+        return np.repeat(a[..., None], 3, axis=-1).astype(np.float32)
+    if mode == "F":
+        a = np.clip(np.nan_to_num(np.asarray(img, dtype=np.float32)), 0.0, 1.0)
+        return np.repeat(a[..., None], 3, axis=-1)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.ndarray:
+    """Read an image as RGB float32 [H, W, 3] in [0, 1].
+
+    max_size: if given, resize (Lanczos) so that the longer side is ``max_size`` px,
+    keeping the aspect ratio (images are scaled up as well as down).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, expected an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise ImageError(f"{path}: {w}x{h} px is larger than the {MAX_PIXELS:,}-pixel limit")
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                array = _to_rgb_array(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused, image too large ({exc})") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageError(f"{path}: image has no pixels")
+    return resize_image(array, max_size) if max_size else array
+
+
+def resize_image(image: np.ndarray, max_size: int) -> np.ndarray:
+    """Resize float [H, W, 3] so the longer side is ``max_size`` (Lanczos, per channel)."""
+    h, w = image.shape[:2]
+    scale = max_size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if (new_h, new_w) == (h, w):
+        return image
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+                           .resize((new_w, new_h), Image.LANCZOS)) for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def check_output_path(path: str | os.PathLike) -> str:
+    """The Pillow format for an output path; ImageError if the extension or folder is unusable."""
+    path = Path(path)
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unsupported output extension {path.suffix or '(none)'!r}, "
+                         f"expected one of {', '.join(OUTPUT_FORMATS)}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ImageError(f"{path}: folder {parent} is not writable")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory")
+    return fmt
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (by extension), atomically."""
+    path = Path(path)
+    fmt = check_output_path(path)
+    pil = Image.fromarray(to_uint8(image), mode="RGB")
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    atomic_write(path, lambda f: pil.save(f, format=fmt, **options))

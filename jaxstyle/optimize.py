@@ -1,0 +1,101 @@
+"""One compiled step loop for every optimizer (optax Adam, optax L-BFGS, jaxopt L-BFGS).
+
+An :class:`Optimizer` is a pair of pure functions, as in optax: ``init(x, loss_fn)``
+returns a state pytree and ``step(x, state, loss_fn)`` returns the new iterate, the
+new state and the loss at the *old* iterate. :func:`run_steps` runs up to
+``max_steps`` of them inside one ``lax.fori_loop``; a non-finite loss freezes the
+loop and is reported in the state (runtime failure is data, not an exception).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+LossFn = Callable[[jax.Array], jax.Array]
+
+
+class Optimizer(NamedTuple):
+    init: Callable[[jax.Array, LossFn], Any]
+    step: Callable[[jax.Array, Any, LossFn], tuple[jax.Array, Any, jax.Array]]
+
+
+class LoopState(NamedTuple):
+    x: jax.Array  # current iterate
+    opt_state: Any
+    last_finite: jax.Array  # newest iterate whose loss was finite
+    steps: jax.Array  # int32, steps taken
+    nonfinite: jax.Array  # bool, a non-finite loss was met (the loop is frozen)
+
+
+def adam(*, learning_rate: float) -> Optimizer:
+    opt = optax.adam(learning_rate)
+
+    def step(x, state, loss_fn):
+        value, grad = jax.value_and_grad(loss_fn)(x)
+        updates, state = opt.update(grad, state, x)
+        return optax.apply_updates(x, updates), state, value
+
+    return Optimizer(init=lambda x, loss_fn: opt.init(x), step=step)
+
+
+def lbfgs(*, memory: int) -> Optimizer:
+    """optax L-BFGS with its zoom line search; reuses the value and gradient the
+    line search already computed at the accepted point (one evaluation saved per step)."""
+    opt = optax.lbfgs(memory_size=memory)
+
+    def step(x, state, loss_fn):
+        value, grad = optax.value_and_grad_from_state(loss_fn)(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss_fn)
+        return optax.apply_updates(x, updates), state, value
+
+    return Optimizer(init=lambda x, loss_fn: opt.init(x), step=step)
+
+
+def make_optimizer(name: str, *, learning_rate: float, memory: int) -> Optimizer:
+    if name == "adam":
+        return adam(learning_rate=learning_rate)
+    if name == "lbfgs":
+        return lbfgs(memory=memory)
+    if name == "jaxopt-lbfgs":
+        from jaxstyle.jaxopt_adapter import jaxopt_lbfgs
+
+        return jaxopt_lbfgs(memory=memory)
+    raise ValueError(f"expected optimizer 'lbfgs', 'jaxopt-lbfgs' or 'adam', got {name!r}")
+
+
+def init_loop(optimizer: Optimizer, loss_fn: LossFn, x0: jax.Array) -> LoopState:
+    return LoopState(x=x0, opt_state=optimizer.init(x0, loss_fn), last_finite=x0,
+                     steps=jnp.zeros((), jnp.int32), nonfinite=jnp.zeros((), bool))
+
+
+def run_steps(optimizer: Optimizer, loss_fn: LossFn, state: LoopState, num_steps: jax.Array,
+              *, max_steps: int) -> tuple[LoopState, jax.Array]:
+    """Run ``num_steps`` (traced, <= max_steps) steps; returns the state and the losses
+    float32 [max_steps] (loss before each step; NaN past ``num_steps`` or after a failure)."""
+
+    def one_step(state: LoopState):
+        x, opt_state, value = optimizer.step(state.x, state.opt_state, loss_fn)
+        finite = jnp.isfinite(value)
+        new = LoopState(x=jnp.where(finite, x, state.x),
+                        opt_state=jax.tree.map(lambda a, b: jnp.where(finite, a, b), opt_state,
+                                               state.opt_state),
+                        last_finite=jnp.where(finite, state.x, state.last_finite),
+                        steps=state.steps + finite.astype(jnp.int32),
+                        nonfinite=~finite)
+        return new, value.astype(jnp.float32)
+
+    def frozen(state: LoopState):
+        return state, jnp.full((), jnp.nan, jnp.float32)
+
+    def body(i, carry):
+        state, losses = carry
+        state, value = jax.lax.cond(state.nonfinite, frozen, one_step, state)
+        return state, losses.at[i].set(value)
+
+    losses = jnp.full((max_steps,), jnp.nan, jnp.float32)
+    return jax.lax.fori_loop(0, jnp.minimum(num_steps, max_steps), body, (state, losses))

@@ -1,0 +1,225 @@
+"""Neural style transfer of one (content, style) pair: Gatys, Ecker & Bethge,
+"Image Style Transfer Using Convolutional Neural Networks" (CVPR 2016).
+
+The image is optimised directly. Targets (content features, style Gram matrices)
+are computed once; the step loop is compiled and runs in chunks of
+``callback_every`` steps so that progress reports and intermediate saves cost no
+per-step Python. Every compiled function is jitted once at module level with
+its static options in a hashable :class:`_Program`, so a second call with the
+same shapes and options does not recompile; the loss weights are traced
+arguments and may change freely.
+
+Valid pixel range: the optimisation variable ``x`` is unconstrained, the network
+sees ``clip(x, 0, 1)``, and a penalty ``RANGE_PENALTY * sum((x - clip(x))^2)``
+pulls pixels that overshoot back (their loss gradient is zero out there). The
+image that is scored and returned is always ``clip(x, 0, 1)``. Unlike clipping
+after each step, this keeps L-BFGS's curvature pairs and line-search values
+consistent with the function it minimises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxstyle.config import StyleConfig
+from jaxstyle.losses import gram_matrix, total_variation, weighted_content_loss, weighted_style_loss
+from jaxstyle.optimize import LoopState, init_loop, make_optimizer, run_steps
+from jaxstyle.vgg import VGG19, Preprocessing, VGG19Features, check_image_size, preprocess
+
+RANGE_PENALTY = 1e3
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """The static (compile-time) part of a run; hashable, used as a jit static arg."""
+
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    pooling: str
+    prep: Preprocessing
+    optimizer: str
+    learning_rate: float
+    lbfgs_memory: int
+    chunk: int
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+
+def _features(params, image: jax.Array, program: _Program, layers: tuple[str, ...]) -> dict:
+    """Features of one image [H, W, 3] in [0, 1]: {layer: [h, w, C]}."""
+    net = VGG19Features(layers=layers, pooling=program.pooling)
+    feats = net.apply({"params": params}, preprocess(image, program.prep)[None])
+    return {k: v[0] for k, v in feats.items()}
+
+
+@partial(jax.jit, static_argnames=("program",))
+def compute_targets(params, content: jax.Array, style: jax.Array, *, program: _Program) -> dict:
+    """Content features and style Gram matrices, computed once per pair."""
+    content_feats = _features(params, content, program, program.content_layers)
+    style_feats = _features(params, style, program, program.style_layers)
+    return {"content": content_feats,
+            "style": {k: gram_matrix(v) for k, v in style_feats.items()}}
+
+
+def loss_terms(params, x: jax.Array, targets: dict, weights: dict, program: _Program) -> dict:
+    """Weighted objective terms at the iterate ``x`` (see module docstring)."""
+    image = jnp.clip(x, 0.0, 1.0)
+    feats = _features(params, image, program, program.layers)
+    content = weighted_content_loss(feats, targets["content"], program.content_layers,
+                                    weights["content_layer_weights"])
+    style = weighted_style_loss(feats, targets["style"], program.style_layers,
+                                weights["style_layer_weights"])
+    outside = x - image
+    terms = {"content": weights["content_weight"] * content,
+             "style": weights["style_weight"] * style,
+             "tv": weights["tv_weight"] * total_variation(image),
+             "range": RANGE_PENALTY * jnp.sum(outside * outside)}
+    terms["total"] = terms["content"] + terms["style"] + terms["tv"] + terms["range"]
+    return terms
+
+
+def _optimizer_and_loss(params, targets, weights, program: _Program):
+    optimizer = make_optimizer(program.optimizer, learning_rate=program.learning_rate,
+                               memory=program.lbfgs_memory)
+    return optimizer, lambda x: loss_terms(params, x, targets, weights, program)["total"]
+
+
+@partial(jax.jit, static_argnames=("program",))
+def init_state(params, x0: jax.Array, targets: dict, weights: dict, *, program: _Program) -> LoopState:
+    optimizer, loss_fn = _optimizer_and_loss(params, targets, weights, program)
+    return init_loop(optimizer, loss_fn, x0)
+
+
+@partial(jax.jit, static_argnames=("program",), donate_argnames=("state",))
+def run_chunk(params, state: LoopState, targets: dict, weights: dict, num_steps: jax.Array, *,
+              program: _Program) -> tuple[LoopState, jax.Array]:
+    """Up to ``program.chunk`` optimisation steps in one compiled loop."""
+    optimizer, loss_fn = _optimizer_and_loss(params, targets, weights, program)
+    return run_steps(optimizer, loss_fn, state, num_steps, max_steps=program.chunk)
+
+
+@partial(jax.jit, static_argnames=("program",))
+def evaluate(params, x: jax.Array, targets: dict, weights: dict, *, program: _Program) -> dict:
+    return loss_terms(params, x, targets, weights, program)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What a callback sees after each chunk of steps."""
+
+    step: int
+    total: int
+    loss: float
+    _state: LoopState
+
+    def image(self) -> np.ndarray:
+        """The current image, float32 [H, W, 3] in [0, 1]."""
+        return np.asarray(jnp.clip(self._state.x, 0.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleResult:
+    """image: float32 [H, W, 3] RGB in [0, 1]. loss_history: float32 [steps], the total
+    loss before each step. status: "done", or "nonfinite" when a loss was NaN/inf (the
+    image is then the last one with a finite loss). losses: weighted terms of the
+    returned image (content, style, tv, range, total)."""
+
+    image: np.ndarray
+    loss_history: np.ndarray
+    status: str
+    steps: int
+    losses: dict
+    seconds: float
+
+
+def _check_image(array: ArrayLike, what: str) -> jax.Array:
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected {what} as float [H, W, 3] RGB, got shape {a.shape}")
+    if not np.isfinite(a).all() or a.min() < -1e-3 or a.max() > 1 + 1e-3:
+        raise ValueError(f"expected {what} values in [0, 1], got range "
+                         f"[{np.nanmin(a):.3g}, {np.nanmax(a):.3g}]")
+    return jnp.asarray(np.clip(a, 0.0, 1.0))
+
+
+def loss_weights(config: StyleConfig) -> dict:
+    return {"content_weight": jnp.float32(config.content_weight),
+            "style_weight": jnp.float32(config.style_weight),
+            "tv_weight": jnp.float32(config.tv_weight),
+            "content_layer_weights": jnp.asarray(config.content_layer_weights, jnp.float32),
+            "style_layer_weights": jnp.asarray(config.style_layer_weights, jnp.float32)}
+
+
+def initial_image(content: jax.Array, config: StyleConfig, init_image: ArrayLike | None) -> jax.Array:
+    if init_image is not None:
+        init = _check_image(init_image, "init image")
+        if init.shape != content.shape:
+            raise ValueError(f"expected init image of shape {content.shape}, got {init.shape}")
+        return init
+    if config.init == "noise":
+        return jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
+    return content
+
+
+def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = StyleConfig(),
+            vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
+            callback: Callable[[Progress], None] | None = None,
+            callback_every: int = 50) -> StyleResult:
+    """Render ``content`` in the style of ``style``.
+
+    content, style: float32 [H, W, 3] RGB in [0, 1] (sizes may differ).
+    vgg: loaded network (default: :func:`jaxstyle.load_vgg19` with cached weights).
+    init_image: optional start image, shape of content (overrides ``config.init``).
+    callback: called after every ``callback_every`` steps and at the end.
+    """
+    if vgg is None:
+        from jaxstyle.fetch import load_vgg19
+
+        vgg = load_vgg19()
+    content = _check_image(content, "content image")
+    style = _check_image(style, "style image")
+    check_image_size(*content.shape[:2], config.all_layers, "content image")
+    check_image_size(*style.shape[:2], config.style_layers, "style image")
+    if int(callback_every) < 1:
+        raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
+    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
+                       config.optimizer, config.learning_rate, config.lbfgs_memory,
+                       chunk=int(min(callback_every, max(config.iterations, 1))))
+    start = time.perf_counter()
+    params = vgg.params
+    weights = loss_weights(config)
+    targets = compute_targets(params, content, style, program=program)
+    state = init_state(params, initial_image(content, config, init_image), targets, weights,
+                       program=program)
+    history = []
+    done = 0
+    while done < config.iterations:
+        n = min(program.chunk, config.iterations - done)
+        state, losses = run_chunk(params, state, targets, weights, jnp.int32(n), program=program)
+        losses = np.asarray(losses[:n])
+        done += n
+        failed = bool(state.nonfinite)
+        history.append(losses[np.isfinite(losses)] if failed else losses)
+        if callback is not None:
+            finite = losses[np.isfinite(losses)]
+            callback(Progress(done, config.iterations, float(finite[-1]) if finite.size else float("nan"), state))
+        if failed:
+            break
+    failed = bool(state.nonfinite)
+    final_x = state.last_finite if failed else state.x
+    terms = {k: float(v) for k, v in evaluate(params, final_x, targets, weights, program=program).items()}
+    image = np.asarray(jnp.clip(final_x, 0.0, 1.0))
+    return StyleResult(image=image,
+                       loss_history=np.concatenate(history) if history else np.zeros(0, np.float32),
+                       status="nonfinite" if failed else "done", steps=int(state.steps),
+                       losses=terms, seconds=time.perf_counter() - start)
