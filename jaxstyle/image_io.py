@@ -88,14 +88,18 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
 
 
 def resize_image(image: np.ndarray, max_size: int) -> np.ndarray:
-    """Resize float [H, W, 3] so the longer side is ``max_size`` (Lanczos, per channel)."""
+    """Resize float [H, W, 3] so the longer side is ``max_size``, keeping the aspect ratio."""
     h, w = image.shape[:2]
     scale = max_size / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    if (new_h, new_w) == (h, w):
+    return resize_to(image, max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize float [H, W, 3] to [height, width, 3] (Lanczos, per channel, in float)."""
+    if image.shape[:2] == (height, width):
         return image
     channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
-                           .resize((new_w, new_h), Image.LANCZOS)) for c in range(3)]
+                           .resize((width, height), Image.LANCZOS)) for c in range(3)]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 

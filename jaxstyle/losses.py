@@ -25,33 +25,43 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 
+def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
+    """float32 for bfloat16/float16/float32 inputs, float64 for float64 (under x64)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
 @jax.jit
 def gram_matrix(features: ArrayLike) -> jax.Array:
-    """[h, w, C] -> [C, C], ``F^T F / (h w)``, accumulated in float32."""
+    """[h, w, C] -> [C, C], ``F^T F / (h w)``, accumulated in at least float32."""
     f = jnp.asarray(features)
     h, w, c = f.shape
     flat = f.reshape(h * w, c)
-    return jnp.einsum("mi,mj->ij", flat, flat, preferred_element_type=jnp.float32) / (h * w)
+    acc = _accumulation_dtype(f)
+    return jnp.einsum("mi,mj->ij", flat, flat, preferred_element_type=acc) / (h * w)
 
 
 @jax.jit
 def content_loss(features: ArrayLike, target: ArrayLike) -> jax.Array:
     """Feature MSE, ``mean((F - P)^2)``, for [h, w, C] features."""
-    diff = jnp.asarray(features, jnp.float32) - jnp.asarray(target, jnp.float32)
+    f = jnp.asarray(features)
+    acc = _accumulation_dtype(f)
+    diff = f.astype(acc) - jnp.asarray(target).astype(acc)
     return jnp.mean(diff * diff)
 
 
 @jax.jit
 def style_layer_loss(features: ArrayLike, target_gram: ArrayLike) -> jax.Array:
     """``mean((G - A)^2) / 4`` = Gatys' ``1/(4 N^2 M^2) sum (G' - A')^2`` for one layer."""
-    diff = gram_matrix(features) - jnp.asarray(target_gram, jnp.float32)
+    gram = gram_matrix(features)
+    diff = gram - jnp.asarray(target_gram).astype(gram.dtype)
     return 0.25 * jnp.mean(diff * diff)
 
 
 @jax.jit
 def total_variation(image: ArrayLike) -> jax.Array:
     """Squared-difference total variation of an [H, W, 3] image."""
-    x = jnp.asarray(image, jnp.float32)
+    x = jnp.asarray(image)
+    x = x.astype(_accumulation_dtype(x))
     dy = x[1:, :, :] - x[:-1, :, :]
     dx = x[:, 1:, :] - x[:, :-1, :]
     return jnp.mean(dy * dy) + jnp.mean(dx * dx)

@@ -212,7 +212,8 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
         history.append(losses[np.isfinite(losses)] if failed else losses)
         if callback is not None:
             finite = losses[np.isfinite(losses)]
-            callback(Progress(done, config.iterations, float(finite[-1]) if finite.size else float("nan"), state))
+            last = float(finite[-1]) if finite.size else float("nan")
+            callback(Progress(done, config.iterations, last, state))
         if failed:
             break
     failed = bool(state.nonfinite)

