@@ -29,7 +29,7 @@ class LoopState(NamedTuple):
     opt_state: Any
     last_finite: jax.Array  # newest iterate whose loss was finite
     steps: jax.Array  # int32, steps taken
-    nonfinite: jax.Array  # bool, a non-finite loss was met (the loop is frozen)
+    nonfinite: jax.Array  # bool, a non-finite loss was met (the loop stopped)
 
 
 def adam(*, learning_rate: float) -> Optimizer:
@@ -69,33 +69,42 @@ def make_optimizer(name: str, *, learning_rate: float, memory: int) -> Optimizer
 
 
 def init_loop(optimizer: Optimizer, loss_fn: LossFn, x0: jax.Array) -> LoopState:
-    return LoopState(x=x0, opt_state=optimizer.init(x0, loss_fn), last_finite=x0,
+    """The loop state before the first step.
+
+    The optimizer state is cast to the exact types that a step returns (optax's L-BFGS
+    initialises some counters weakly typed): otherwise the second chunk of steps would
+    see new input types and compile the loop a second time.
+    """
+    opt_state = optimizer.init(x0, loss_fn)
+    stepped = jax.eval_shape(lambda: optimizer.step(x0, opt_state, loss_fn)[1])
+    opt_state = jax.tree.map(lambda v, s: jnp.asarray(v).astype(s.dtype), opt_state, stepped)
+    return LoopState(x=x0, opt_state=opt_state, last_finite=x0,
                      steps=jnp.zeros((), jnp.int32), nonfinite=jnp.zeros((), bool))
 
 
 def run_steps(optimizer: Optimizer, loss_fn: LossFn, state: LoopState, num_steps: jax.Array,
               *, max_steps: int) -> tuple[LoopState, jax.Array]:
-    """Run ``num_steps`` (traced, <= max_steps) steps; returns the state and the losses
-    float32 [max_steps] (loss before each step; NaN past ``num_steps`` or after a failure)."""
+    """Run ``num_steps`` (traced, <= max_steps) steps in one ``lax.while_loop``.
 
-    def one_step(state: LoopState):
+    Returns the state and the losses float32 [max_steps] (loss before each step; NaN past
+    the steps run). The loop stops at the first non-finite loss: ``nonfinite`` is then set
+    and ``last_finite`` holds the newest iterate whose loss was finite (``x`` and
+    ``opt_state`` are not to be used further).
+    """
+
+    def body(carry):
+        i, state, losses = carry
         x, opt_state, value = optimizer.step(state.x, state.opt_state, loss_fn)
         finite = jnp.isfinite(value)
-        new = LoopState(x=jnp.where(finite, x, state.x),
-                        opt_state=jax.tree.map(lambda a, b: jnp.where(finite, a, b), opt_state,
-                                               state.opt_state),
-                        last_finite=jnp.where(finite, state.x, state.last_finite),
-                        steps=state.steps + finite.astype(jnp.int32),
-                        nonfinite=~finite)
-        return new, value.astype(jnp.float32)
+        state = LoopState(x=x, opt_state=opt_state,
+                          last_finite=jnp.where(finite, state.x, state.last_finite),
+                          steps=state.steps + finite.astype(jnp.int32), nonfinite=~finite)
+        return i + 1, state, losses.at[i].set(value.astype(jnp.float32))
 
-    def frozen(state: LoopState):
-        return state, jnp.full((), jnp.nan, jnp.float32)
-
-    def body(i, carry):
-        state, losses = carry
-        state, value = jax.lax.cond(state.nonfinite, frozen, one_step, state)
-        return state, losses.at[i].set(value)
+    def keep_going(carry):
+        i, state, _ = carry
+        return (i < jnp.minimum(num_steps, max_steps)) & ~state.nonfinite
 
     losses = jnp.full((max_steps,), jnp.nan, jnp.float32)
-    return jax.lax.fori_loop(0, jnp.minimum(num_steps, max_steps), body, (state, losses))
+    _, state, losses = jax.lax.while_loop(keep_going, body, (jnp.int32(0), state, losses))
+    return state, losses

@@ -120,6 +120,54 @@ def preprocess(images: ArrayLike, prep: Preprocessing) -> jax.Array:
     return (x - mean) / std
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3, stride 1, zero-padded ("SAME") cross-correlation; x [B, H, W, I], kernel [3, 3, I, O].
+
+    Same value and gradients as ``lax.conv_general_dilated``. The input gradient is written
+    as a forward convolution with the spatially flipped, in/out-swapped kernel: XLA:CPU runs
+    the transposed convolution that autodiff emits about 3x slower inside a while loop
+    (jax-ml/jax#12868), and our whole optimisation loop is a while loop.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(residuals, g):
+    x, kernel = residuals
+    dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    # The kernel gradient keeps JAX's own rule; XLA drops it when only dx is used.
+    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
+    (dk,) = kernel_vjp(g)
+    return dx, dk
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+    """3x3 SAME convolution with bias; parameters ``kernel`` [3, 3, I, O] and ``bias`` [O]."""
+
+    features: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+
 class VGG19Features(nn.Module):
     """The convolutional part of VGG-19, returning the requested activations.
 
@@ -148,7 +196,7 @@ class VGG19Features(nn.Module):
         for name in LAYER_NAMES[: deepest + 1]:
             if name.startswith("conv"):
                 features = CONV_KERNEL_SHAPES[name][3]
-                x = nn.Conv(features, (3, 3), padding="SAME", dtype=self.dtype, name=name)(x)
+                x = Conv3x3(features, dtype=self.dtype, name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:

@@ -100,3 +100,24 @@ def test_preprocessing_is_caffe_bgr_mean_subtracted():
     rgb = np.array([[[1.0, 0.5, 0.0]]], np.float32)
     x = np.asarray(preprocess(rgb, CAFFE_PREPROCESSING))[0, 0]
     np.testing.assert_allclose(x, [0.0 - 103.939, 127.5 - 116.779, 255.0 - 123.68], rtol=1e-6)
+
+
+def test_conv3x3_gradients_equal_lax():
+    import jax
+
+    from jaxstyle.vgg import conv3x3
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",  # noqa: E731
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(conv3x3(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+    loss = lambda f: lambda x, k: (f(x, k) ** 2 * np.arange(4)).sum()  # noqa: E731
+    got = jax.grad(loss(conv3x3), argnums=(0, 1))(x, k)
+    want = jax.grad(loss(ref), argnums=(0, 1))(x, k)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    with jax.enable_x64(True):
+        jax.test_util.check_grads(conv3x3, (x.astype(np.float64), k.astype(np.float64)), order=1,
+                                  modes=("rev",))
