@@ -56,9 +56,9 @@ class StyleConfig:
     content_layer_weights: tuple[float, ...] | None = None
     style_layer_weights: tuple[float, ...] | None = None
     content_weight: float = 1.0
-    style_weight: float = 1e3
-    tv_weight: float = 10.0
-    iterations: int = 500
+    style_weight: float = 1e-3
+    tv_weight: float = 0.0
+    iterations: int = 300
     optimizer: str = "lbfgs"
     learning_rate: float | None = None
     lbfgs_memory: int = 10

@@ -128,6 +128,9 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write float [H, W, 3] in [0, 1] as PNG/JPEG (by extension), atomically."""
     path = Path(path)
     fmt = check_output_path(path)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an image float [H, W, 3], got shape {image.shape}")
     pil = Image.fromarray(to_uint8(image), mode="RGB")
     options = {"quality": 95} if fmt == "JPEG" else {}
     atomic_write(path, lambda f: pil.save(f, format=fmt, **options))

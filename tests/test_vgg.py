@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxstyle.vgg import (CAFFE_PREPROCESSING, LAYER_NAMES, VGG19, canonical_layer, min_input_size,
-                          preprocess)
+from jaxstyle.vgg import CAFFE_PREPROCESSING, LAYER_NAMES, VGG19, canonical_layer, min_input_size, preprocess
 from tests.conftest import smooth_image
 
 
@@ -104,6 +103,7 @@ def test_preprocessing_is_caffe_bgr_mean_subtracted():
 
 def test_conv3x3_gradients_equal_lax():
     import jax
+    import jax.test_util
 
     from jaxstyle.vgg import conv3x3
 

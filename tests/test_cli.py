@@ -1,0 +1,148 @@
+"""The command line end to end: tiny images, tiny iteration counts, random VGG-19 weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxstyle.cli import main
+from tests.conftest import smooth_image
+
+FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
+        "--style-layers", "relu1_1,relu2_1", "--quiet"]
+
+
+@pytest.fixture()
+def images(tmp_path):
+    content, style = tmp_path / "photo.jpg", tmp_path / "painting.png"
+    Image.fromarray((smooth_image(48, 64, 1) * 255).astype(np.uint8)).save(content)
+    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(style)
+    return content, style
+
+
+@pytest.fixture()
+def env(weights_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
+    return weights_file
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("jaxstyle: error: ")
+    return err[0]
+
+
+def test_stylize_writes_image_and_steps(env, images, tmp_path, capsys):
+    content, style = images
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(content), str(style), "-o", str(out), *FAST, "--save-every", "2"]) == 0
+    img = Image.open(out)
+    assert img.size == (32, 24) and img.mode == "RGB"
+    assert sorted(p.name for p in (tmp_path / "out_steps").iterdir()) == ["step_00002.png", "step_00004.png"]
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_stylize_progress_lines_and_jpeg(env, images, tmp_path, capsys):
+    content, style = images
+    out = tmp_path / "out.jpg"
+    args = ["stylize", str(content), str(style), "-o", str(out), *[a for a in FAST if a != "--quiet"],
+            "--optimizer", "adam", "--init", "noise", "--pooling", "avg"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "step 4/4 loss" in err and f"wrote {out} (32x24, 4 steps" in err
+    assert Image.open(out).format == "JPEG"
+
+
+def test_refuses_to_overwrite(env, images, tmp_path, capsys):
+    content, style = images
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    assert main(["stylize", str(content), str(style), "-o", str(out), *FAST]) == 2
+    assert "already exists (pass --overwrite" in one_line_error(capsys)
+    assert out.read_bytes() == b"precious"
+    assert main(["stylize", str(content), str(style), "-o", str(content), *FAST, "--overwrite"]) == 2
+    assert "output would overwrite input" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "missing.png: no such file"),
+    ("text", "fake.png: not an image Pillow can read"),
+    ("tiny", "content image is 2x1 px: expected at least 2x2 px"),
+    ("layer", "unknown layer 'relu9_1'"),
+    ("ext", "unsupported output extension '.gif'"),
+    ("weights", "layer conv1_1 has kernel"),
+])
+def test_bad_input_is_one_line_exit_2_no_output(env, images, tmp_path, capsys, case, message):
+    content, style = images
+    out = tmp_path / "out.png"
+    args = ["stylize", str(content), str(style), "-o", str(out), *FAST]
+    if case == "missing":
+        args[1] = str(tmp_path / "missing.png")
+    elif case == "text":
+        (tmp_path / "fake.png").write_text("not really a png")
+        args[1] = str(tmp_path / "fake.png")
+    elif case == "tiny":
+        Image.new("RGB", (200, 100)).save(tmp_path / "wide.png")
+        args[1] = str(tmp_path / "wide.png")
+        args[args.index("--size") + 1] = "2"
+    elif case == "layer":
+        args += ["--style-layers", "relu9_1"]
+    elif case == "ext":
+        out = tmp_path / "out.gif"
+        args[4] = str(out)
+    elif case == "weights":
+        bad = tmp_path / "bad.npz"
+        with np.load(env) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays["conv1_1.kernel"] = arrays["conv1_1.kernel"][:, :, :2]
+        np.savez(bad, **arrays)
+        args += ["--weights", str(bad)]
+    assert main(args) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_argparse_rejects_bad_option_values(env, images, capsys):
+    content, style = images
+    with pytest.raises(SystemExit) as exc:
+        main(["stylize", str(content), str(style), "-o", "x.png", "--size", "-5"])
+    assert exc.value.code == 2
+    assert "expected a positive integer, got '-5'" in capsys.readouterr().err
+
+
+def test_weights_convert_and_info(env, tmp_path, capsys):
+    dst = tmp_path / "copy.npz"
+    assert main(["weights", "convert", str(env), str(dst)]) == 0
+    assert main(["weights", "info", str(dst)]) == 0
+    out = capsys.readouterr().out
+    assert "source: random-test" in out and "conv5_4  kernel (3, 3, 512, 512)" in out
+    assert "preprocessing: BGR" in out and "parameters: 20,024,384" in out
+    assert main(["weights", "convert", str(env), str(dst)]) == 2
+    assert "already exists" in one_line_error(capsys)
+
+
+def test_list_layers(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["stylize", "--list-layers"])
+    assert exc.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["conv1_1", "block1_conv1"] and len(lines) == 37
+    assert lines[-1].split() == ["pool5", "block5_pool"]
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    env = {**os.environ, "JAXSTYLE_CACHE": str(tmp_path / "empty-cache"), "JAXSTYLE_WEIGHTS": ""}
+    proc = subprocess.run([sys.executable, "-m", "jaxstyle", "stylize", str(tmp_path / "nope.jpg"),
+                           str(tmp_path / "nope2.jpg"), "-o", str(tmp_path / "o.png")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"jaxstyle: error: {tmp_path / 'nope.jpg'}: no such file"
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,104 @@
+"""stylize() end to end on tiny images with random VGG-19 weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxstyle import StyleConfig, stylize
+from jaxstyle.stylize import run_chunk
+from tests.conftest import smooth_image
+
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6,
+             style_weight=1.0)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return smooth_image(32, 40, seed=10), smooth_image(36, 36, seed=11)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "jaxopt-lbfgs", "adam"])
+def test_loss_decreases_and_image_stays_valid(random_vgg, pair, optimizer):
+    content, style = pair
+    progress = []
+    lr = 0.002 if optimizer == "adam" else None  # Adam's fixed-size first steps overshoot here
+    config = StyleConfig(**SMALL, optimizer=optimizer, learning_rate=lr)
+    result = stylize(content, style, config=config, vgg=random_vgg,
+                     callback=lambda p: progress.append((p.step, p.loss, p.image().shape)),
+                     callback_every=4)
+    assert result.status == "done" and result.steps == 6
+    assert result.image.shape == content.shape and result.image.dtype == np.float32
+    assert result.image.min() >= 0.0 and result.image.max() <= 1.0
+    assert result.loss_history.shape == (6,)
+    assert result.loss_history[-1] < result.loss_history[0]
+    assert result.losses["total"] < result.loss_history[0]
+    assert [p[0] for p in progress] == [4, 6] and progress[0][2] == content.shape
+
+
+def test_second_call_does_not_recompile(random_vgg, pair):
+    content, style = pair
+    config = StyleConfig(**SMALL)
+    stylize(content, style, config=config, vgg=random_vgg, callback_every=4)  # two chunks: 4 + 2
+    compiled = run_chunk._cache_size()
+    # Same shapes, other loss weights and seed: weights are traced, nothing recompiles.
+    other = StyleConfig(**{**SMALL, "style_weight": 5.0}, content_weight=0.5, seed=3)
+    stylize(content, style, config=other, vgg=random_vgg, callback_every=4)
+    assert run_chunk._cache_size() == compiled
+
+
+def test_same_seed_same_image_noise_init(random_vgg, pair):
+    content, style = pair
+    config = StyleConfig(**SMALL, init="noise", seed=7)
+    a = stylize(content, style, config=config, vgg=random_vgg).image
+    b = stylize(content, style, config=config, vgg=random_vgg).image
+    c = stylize(content, style, config=StyleConfig(**SMALL, init="noise", seed=8), vgg=random_vgg).image
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+
+
+def test_zero_iterations_returns_the_init(random_vgg, pair):
+    content, style = pair
+    result = stylize(content, style, config=StyleConfig(**{**SMALL, "iterations": 0}), vgg=random_vgg)
+    np.testing.assert_allclose(result.image, content, atol=1e-6)
+    assert result.steps == 0 and result.loss_history.shape == (0,)
+
+
+def test_init_image(random_vgg, pair):
+    content, style = pair
+    init = np.full_like(content, 0.5)
+    result = stylize(content, style, config=StyleConfig(**{**SMALL, "iterations": 0}), vgg=random_vgg,
+                     init_image=init)
+    np.testing.assert_allclose(result.image, init)
+    with pytest.raises(ValueError, match="expected init image of shape"):
+        stylize(content, style, config=StyleConfig(**SMALL), vgg=random_vgg, init_image=init[:-1])
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.zeros((1, 40, 3), np.float32), "content image is 40x1 px: expected at least 2x2 px"),
+    (np.zeros((32, 32), np.float32), r"expected content image as float \[H, W, 3\]"),
+    (np.full((32, 32, 3), 2.0, np.float32), r"expected content image values in \[0, 1\]"),
+])
+def test_bad_inputs(random_vgg, pair, content, message):
+    with pytest.raises(ValueError, match=message):
+        stylize(content, pair[1], config=StyleConfig(**SMALL), vgg=random_vgg)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"optimizer": "sgd"}, "expected optimizer in"),
+    ({"style_layers": ("relu1_1", "nope")}, "unknown layer 'nope'"),
+    ({"style_layer_weights": (1.0,)}, "expected 5 style layer weights"),
+    ({"content_weight": -1.0}, "expected content_weight to be a finite number >= 0"),
+    ({"iterations": -3}, "expected iterations to be an integer >= 0"),
+    ({"init": "picture"}, "expected init in"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StyleConfig(**kwargs)
+
+
+def test_config_accepts_aliases_and_strings():
+    config = StyleConfig(content_layers="block4_conv2", style_layers=("block1_relu1", "pool2"))
+    assert config.content_layers == ("conv4_2",)
+    assert config.style_layers == ("relu1_1", "pool2")
+    assert config.style_layer_weights == (0.5, 0.5)
