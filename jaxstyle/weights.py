@@ -35,6 +35,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.files import atomic_write
@@ -76,7 +77,8 @@ class VGGWeights:
     quantized: bool = False
 
     def to_vgg(self, pooling: str = "max") -> VGG19:
-        params = {name: {"kernel": k, "bias": b} for name, (k, b) in self.layers.items()}
+        """The Flax-ready network; parameters are put on the default device once, here."""
+        params = {name: {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for name, (k, b) in self.layers.items()}
         return VGG19(params=params, preprocessing=self.preprocessing, pooling=pooling,
                      source=self.source)
 
