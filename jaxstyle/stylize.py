@@ -62,13 +62,21 @@ def _features(params, image: jax.Array, program: _Program, layers: tuple[str, ..
     return {k: v[0] for k, v in feats.items()}
 
 
+def content_targets(params, content: jax.Array, program: _Program) -> dict:
+    """Content features of one image [H, W, 3]: {layer: [h, w, C]}."""
+    return _features(params, content, program, program.content_layers)
+
+
+def style_targets(params, style: jax.Array, program: _Program) -> dict:
+    """Style Gram matrices of one image (any size): {layer: [C, C]}."""
+    return {k: gram_matrix(v) for k, v in _features(params, style, program, program.style_layers).items()}
+
+
 @partial(jax.jit, static_argnames=("program",))
 def compute_targets(params, content: jax.Array, style: jax.Array, *, program: _Program) -> dict:
     """Content features and style Gram matrices, computed once per pair."""
-    content_feats = _features(params, content, program, program.content_layers)
-    style_feats = _features(params, style, program, program.style_layers)
-    return {"content": content_feats,
-            "style": {k: gram_matrix(v) for k, v in style_feats.items()}}
+    return {"content": content_targets(params, content, program),
+            "style": style_targets(params, style, program)}
 
 
 def loss_terms(params, x: jax.Array, targets: dict, weights: dict, program: _Program) -> dict:
@@ -94,23 +102,22 @@ def _optimizer_and_loss(params, targets, weights, program: _Program):
     return optimizer, lambda x: loss_terms(params, x, targets, weights, program)["total"]
 
 
-@partial(jax.jit, static_argnames=("program",))
-def init_state(params, x0: jax.Array, targets: dict, weights: dict, *, program: _Program) -> LoopState:
+def start_state(params, x0: jax.Array, targets: dict, weights: dict, program: _Program) -> LoopState:
+    """Loop state before the first step, for one image (vmap it for a batch)."""
     optimizer, loss_fn = _optimizer_and_loss(params, targets, weights, program)
     return init_loop(optimizer, loss_fn, x0)
 
 
-@partial(jax.jit, static_argnames=("program",), donate_argnames=("state",))
-def run_chunk(params, state: LoopState, targets: dict, weights: dict, num_steps: jax.Array, *,
-              program: _Program) -> tuple[LoopState, jax.Array]:
-    """Up to ``program.chunk`` optimisation steps in one compiled loop."""
+def advance(params, state: LoopState, targets: dict, weights: dict, num_steps: jax.Array,
+            program: _Program) -> tuple[LoopState, jax.Array]:
+    """Up to ``program.chunk`` steps for one image (vmap it for a batch)."""
     optimizer, loss_fn = _optimizer_and_loss(params, targets, weights, program)
     return run_steps(optimizer, loss_fn, state, num_steps, max_steps=program.chunk)
 
 
-@partial(jax.jit, static_argnames=("program",))
-def evaluate(params, x: jax.Array, targets: dict, weights: dict, *, program: _Program) -> dict:
-    return loss_terms(params, x, targets, weights, program)
+init_state = jax.jit(start_state, static_argnames=("program",))
+run_chunk = jax.jit(advance, static_argnames=("program",), donate_argnames=("state",))
+evaluate = jax.jit(loss_terms, static_argnames=("program",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,26 +208,51 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
     targets = compute_targets(params, content, style, program=program)
     state = init_state(params, initial_image(content, config, init_image), targets, weights,
                        program=program)
-    history = []
-    done = 0
-    while done < config.iterations:
-        n = min(program.chunk, config.iterations - done)
-        state, losses = run_chunk(params, state, targets, weights, jnp.int32(n), program=program)
-        losses = np.asarray(losses[:n])
-        done += n
-        failed = bool(state.nonfinite)
-        history.append(losses[np.isfinite(losses)] if failed else losses)
-        if callback is not None:
-            finite = losses[np.isfinite(losses)]
-            last = float(finite[-1]) if finite.size else float("nan")
-            callback(Progress(done, config.iterations, last, state))
-        if failed:
-            break
+    state, history = drive(lambda st, n: run_chunk(params, st, targets, weights, n, program=program),
+                           state, iterations=config.iterations, chunk=program.chunk,
+                           on_chunk=None if callback is None else (
+                               lambda done, st, last: callback(Progress(done, config.iterations,
+                                                                        float(last), st))))
     failed = bool(state.nonfinite)
     final_x = state.last_finite if failed else state.x
     terms = {k: float(v) for k, v in evaluate(params, final_x, targets, weights, program=program).items()}
     image = np.asarray(jnp.clip(final_x, 0.0, 1.0))
-    return StyleResult(image=image,
-                       loss_history=np.concatenate(history) if history else np.zeros(0, np.float32),
-                       status="nonfinite" if failed else "done", steps=int(state.steps),
-                       losses=terms, seconds=time.perf_counter() - start)
+    return StyleResult(image=image, loss_history=history, status="nonfinite" if failed else "done",
+                       steps=int(state.steps), losses=terms, seconds=time.perf_counter() - start)
+
+
+def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], state: LoopState, *,
+          iterations: int, chunk: int,
+          on_chunk: Callable[[int, LoopState, np.ndarray], None] | None = None) -> tuple[LoopState, np.ndarray]:
+    """Run ``iterations`` steps as compiled chunks of ``chunk`` steps.
+
+    Works for one image (losses [n]) and for a vmapped batch (losses [B, n]). Returns the
+    final state and the loss history [..., steps] (NaN after a member stopped on a non-finite
+    loss). ``on_chunk(steps_done, state, last_finite_losses)`` runs between chunks. Stops early
+    once every member has stopped.
+    """
+    history = []
+    done = 0
+    while done < iterations:
+        n = min(chunk, iterations - done)
+        state, losses = run(state, jnp.int32(n))
+        losses = np.asarray(losses)[..., :n]
+        history.append(losses)
+        done += n
+        if on_chunk is not None:
+            on_chunk(done, state, _last_finite(np.concatenate(history, axis=-1)))
+        if bool(np.all(np.asarray(state.nonfinite))):
+            break
+    if not history:
+        return state, np.zeros(np.shape(state.steps) + (0,), np.float32)
+    history = np.concatenate(history, axis=-1)
+    if history.ndim == 1:  # one image: drop the NaNs after a failure
+        history = history[: int(state.steps)]
+    return state, history
+
+
+def _last_finite(losses: np.ndarray) -> np.ndarray:
+    """The last finite value along the last axis (NaN where there is none)."""
+    finite = np.isfinite(losses)
+    index = np.where(finite.any(-1), losses.shape[-1] - 1 - np.argmax(finite[..., ::-1], -1), 0)
+    return np.where(finite.any(-1), np.take_along_axis(losses, index[..., None], -1)[..., 0], np.nan)

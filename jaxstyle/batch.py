@@ -1,0 +1,162 @@
+"""Many pairs at once: the single-pair optimisation vmapped over a batch axis, and shape buckets.
+
+One compiled program optimises B images together, each with its own content target,
+style Gram targets, loss weights, seed and optimizer state; each gets its own result and
+loss history. Because it is ``jax.vmap`` of exactly the functions :func:`jaxstyle.stylize`
+uses, the images equal B separate ``stylize`` calls up to float rounding (tested).
+
+Contents in one batch share a shape (see :func:`bucket_shape`); style images may have any
+size, since only their Gram matrices ([C, C], size-independent) enter the loss. Style
+targets are computed once per distinct style image.
+
+With a ``mesh`` the batch axis is sharded over the mesh's ``"batch"`` axis
+(:mod:`jaxstyle.sharding`); the batch is padded to a multiple of the device count by
+repeating its last pair, and the padding is dropped from the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxstyle.config import StyleConfig
+from jaxstyle.sharding import pad_batch, replicate, shard_batch
+from jaxstyle.stylize import (StyleResult, _check_image, _Program, advance, content_targets, drive, loss_terms,
+                              start_state, style_targets)
+from jaxstyle.vgg import VGG19, check_image_size
+
+
+def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tuple[int, int]:
+    """Output shape for an image: longer side ``size``, shorter side rounded to a multiple.
+
+    Rounding the shorter side (to ``multiple``, or to ``size`` itself if that is smaller)
+    makes a folder of photos fall into a few shapes, so a few programs are compiled. The
+    image is resized to the bucket (a slight aspect change, at most multiple/2 px), never
+    padded: padding would add pixels to every Gram matrix.
+    """
+    multiple = max(1, min(multiple, size))
+    short = min(height, width) * size / max(height, width)
+    short = int(min(size, max(multiple, round(short / multiple) * multiple)))
+    return (size, short) if height >= width else (short, size)
+
+
+_batched_content_targets = jax.jit(jax.vmap(content_targets, in_axes=(None, 0, None)), static_argnums=(2,))
+_style_targets = jax.jit(style_targets, static_argnums=(2,))
+_batched_start = jax.jit(jax.vmap(start_state, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
+_batched_evaluate = jax.jit(jax.vmap(loss_terms, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
+
+
+@partial(jax.jit, static_argnums=(5,), donate_argnums=(1,))
+def _batched_advance(params, state, targets, weights, num_steps, program):
+    return jax.vmap(advance, in_axes=(None, 0, 0, 0, None, None))(params, state, targets, weights, num_steps,
+                                                                     program)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProgress:
+    step: int
+    total: int
+    losses: np.ndarray  # [B] latest finite loss per pair
+
+
+def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, np.float32)
+    values = np.asarray(values, np.float32)
+    if values.shape != (n,):
+        raise ValueError(f"expected {n} {what} values (one per pair), got shape {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"expected finite {what} values >= 0, got {values.tolist()}")
+    return values
+
+
+def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: StyleConfig = StyleConfig(),
+                  vgg: VGG19 | None = None, mesh: jax.sharding.Mesh | None = None,
+                  content_weights: Sequence[float] | None = None, style_weights: Sequence[float] | None = None,
+                  seeds: Sequence[int] | None = None,
+                  callback: Callable[[BatchProgress], None] | None = None,
+                  callback_every: int = 50) -> list[StyleResult]:
+    """Stylize B pairs in one compiled program.
+
+    contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
+    (any sizes; the same array object given twice is processed once). content_weights,
+    style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
+    axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
+    (``seconds`` is the whole batch's wall time).
+    """
+    if vgg is None:
+        from jaxstyle.fetch import load_vgg19
+
+        vgg = load_vgg19()
+    contents = np.asarray(contents, np.float32)
+    if contents.ndim != 4 or contents.shape[-1] != 3:
+        raise ValueError(f"expected contents float [B, H, W, 3], got shape {contents.shape}")
+    n = contents.shape[0]
+    if len(styles) != n:
+        raise ValueError(f"expected {n} style images (one per content), got {len(styles)}")
+    if n == 0:
+        return []
+    contents = np.stack([np.asarray(_check_image(c, f"content image {i}")) for i, c in enumerate(contents)])
+    check_image_size(*contents.shape[1:3], config.all_layers, "content image")
+    cw = _per_pair(content_weights, config.content_weight, n, "content weight")
+    sw = _per_pair(style_weights, config.style_weight, n, "style weight")
+    seeds = [config.seed] * n if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != n:
+        raise ValueError(f"expected {n} seeds (one per pair), got {len(seeds)}")
+    if int(callback_every) < 1:
+        raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
+    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
+                       config.optimizer, config.learning_rate, config.lbfgs_memory,
+                       chunk=int(min(callback_every, max(config.iterations, 1))))
+    start = time.perf_counter()
+    params = vgg.params if mesh is None else replicate(vgg.params, mesh)
+
+    # Style targets once per distinct style image.
+    grams_by_id: dict[int, dict] = {}
+    style_grams = []
+    for i, style in enumerate(styles):
+        if id(style) not in grams_by_id:
+            checked = _check_image(style, f"style image {i}")
+            check_image_size(*checked.shape[:2], config.style_layers, f"style image {i}")
+            grams_by_id[id(style)] = _style_targets(vgg.params, checked, program)
+        style_grams.append(grams_by_id[id(style)])
+
+    if config.init == "noise":
+        x0 = np.stack([np.asarray(jax.random.uniform(jax.random.key(s), contents.shape[1:], jnp.float32))
+                       for s in seeds])
+    else:
+        x0 = contents
+    weights = {"content_weight": cw, "style_weight": sw,
+               "tv_weight": np.full(n, config.tv_weight, np.float32),
+               "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
+               "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))}
+    grams = jax.tree.map(lambda *g: jnp.stack(g), *style_grams)
+    batch = {"contents": contents, "x0": x0, "grams": grams, "weights": weights}
+    if mesh is not None:
+        batch = shard_batch(pad_batch(batch, mesh.devices.size), mesh)
+    targets = {"content": _batched_content_targets(params, batch["contents"], program), "style": batch["grams"]}
+    state = _batched_start(params, batch["x0"], targets, batch["weights"], program)
+
+    def on_chunk(done, st, last):
+        if callback is not None:
+            callback(BatchProgress(done, config.iterations, last[:n]))
+
+    state, history = drive(lambda st, k: _batched_advance(params, st, targets, batch["weights"], k, program),
+                           state, iterations=config.iterations, chunk=program.chunk, on_chunk=on_chunk)
+    failed = np.asarray(state.nonfinite)
+    final_x = jnp.where(jnp.asarray(failed)[:, None, None, None], state.last_finite, state.x)
+    terms = jax.tree.map(np.asarray, _batched_evaluate(params, final_x, targets, batch["weights"], program))
+    images = np.asarray(jnp.clip(final_x, 0.0, 1.0))
+    steps = np.asarray(state.steps)
+    seconds = time.perf_counter() - start
+    return [StyleResult(image=images[i], loss_history=history[i, : steps[i]],
+                        status="nonfinite" if failed[i] else "done", steps=int(steps[i]),
+                        losses={k: float(v[i]) for k, v in terms.items()}, seconds=seconds)
+            for i in range(n)]
