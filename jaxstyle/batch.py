@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 
 import jax
@@ -28,8 +28,17 @@ from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
-from jaxstyle.stylize import (StyleResult, _check_image, _Program, advance, content_targets, drive, loss_terms,
-                              start_state, style_targets)
+from jaxstyle.stylize import (
+    StyleResult,
+    _check_image,
+    _Program,
+    advance,
+    content_targets,
+    drive,
+    loss_terms,
+    start_state,
+    style_targets,
+)
 from jaxstyle.vgg import VGG19, check_image_size
 
 
@@ -80,13 +89,15 @@ def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str)
 def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: StyleConfig = StyleConfig(),
                   vgg: VGG19 | None = None, mesh: jax.sharding.Mesh | None = None,
                   content_weights: Sequence[float] | None = None, style_weights: Sequence[float] | None = None,
-                  seeds: Sequence[int] | None = None,
+                  seeds: Sequence[int] | None = None, style_keys: Sequence[Hashable] | None = None,
+                  gram_cache: dict | None = None,
                   callback: Callable[[BatchProgress], None] | None = None,
                   callback_every: int = 50) -> list[StyleResult]:
     """Stylize B pairs in one compiled program.
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
-    (any sizes; the same array object given twice is processed once). content_weights,
+    (any sizes). Style targets are computed once per distinct ``style_keys`` entry (default: the
+    array object's identity); pass a ``gram_cache`` dict to keep them across calls. content_weights,
     style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
     axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
@@ -119,14 +130,18 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     params = vgg.params if mesh is None else replicate(vgg.params, mesh)
 
     # Style targets once per distinct style image.
-    grams_by_id: dict[int, dict] = {}
+    gram_cache = {} if gram_cache is None else gram_cache
+    keys = [id(style) for style in styles] if style_keys is None else list(style_keys)
+    if len(keys) != n:
+        raise ValueError(f"expected {n} style keys (one per pair), got {len(keys)}")
     style_grams = []
-    for i, style in enumerate(styles):
-        if id(style) not in grams_by_id:
+    for i, (style, key) in enumerate(zip(styles, keys)):
+        cache_key = (key, program.style_layers, program.pooling, program.prep, vgg.source)
+        if cache_key not in gram_cache:
             checked = _check_image(style, f"style image {i}")
             check_image_size(*checked.shape[:2], config.style_layers, f"style image {i}")
-            grams_by_id[id(style)] = _style_targets(vgg.params, checked, program)
-        style_grams.append(grams_by_id[id(style)])
+            gram_cache[cache_key] = _style_targets(vgg.params, checked, program)
+        style_grams.append(gram_cache[cache_key])
 
     if config.init == "noise":
         x0 = np.stack([np.asarray(jax.random.uniform(jax.random.key(s), contents.shape[1:], jnp.float32))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from jaxstyle import fetch, image_io, weights
@@ -64,15 +66,8 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxstyle", description="Neural style transfer in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    st = sub.add_parser("stylize", help="render CONTENT in the style of STYLE",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    st.add_argument("content", help="content image (any Pillow-readable format)")
-    st.add_argument("style", help="style image")
-    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
+def _add_style_options(st: argparse.ArgumentParser) -> None:
+    """Options that `stylize` and `batch` share."""
     st.add_argument("--size", type=_positive_int, default=512, help="longest side of the output in px")
     st.add_argument("--iterations", type=_non_negative_int, default=StyleConfig.iterations)
     st.add_argument("--optimizer", choices=OPTIMIZERS, default=StyleConfig.optimizer)
@@ -89,17 +84,48 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--style-layer-weights", type=_floats, default=None,
                     help="one weight per style layer (default: equal, summing to 1)")
     st.add_argument("--pooling", choices=("max", "avg"), default="max")
-    st.add_argument("--init", default="content", help="content, noise, or an image PATH")
     st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
-                    help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
     st.add_argument("--weights", default=None, help="VGG-19 weights file (default: $JAXSTYLE_WEIGHTS, "
                     "else the cache, fetched on first use)")
     st.add_argument("--preprocessing", choices=tuple(weights.PREPROCESSING_BY_NAME), default=None,
                     help="input normalisation of a state-dict weights file")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxstyle", description="Neural style transfer in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stylize", help="render CONTENT in the style of STYLE",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    st.add_argument("content", help="content image (any Pillow-readable format)")
+    st.add_argument("style", help="style image")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
+    _add_style_options(st)
+    st.add_argument("--init", default="content", help="content, noise, or an image PATH")
+    st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                    help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
     st.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     st.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    st.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
+
+    bt = sub.add_parser("batch", help="stylize many pairs: a manifest, or every content x every style",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bt.add_argument("manifest", nargs="?", help=".csv or .jsonl with columns content, style [, output, "
+                    "content_weight, style_weight, seed]; paths relative to the manifest")
+    bt.add_argument("--contents", help="folder of content images (with --styles: every pair)")
+    bt.add_argument("--styles", help="folder of style images")
+    bt.add_argument("--out-dir", required=True, help="where outputs and report.json go")
+    bt.add_argument("--batch-size", type=_positive_int, default=8, help="pairs optimised together")
+    _add_style_options(bt)
+    bt.add_argument("--init", choices=INITS, default="content")
+    bt.add_argument("--overwrite", action="store_true", help="redo pairs whose output exists")
+    bt.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    bt.add_argument("--distributed", action="store_true", help="multi-host: jax.distributed.initialize() and "
+                    "take this process's share of the pairs")
+    bt.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
+    bt.add_argument("--num-processes", type=_positive_int, default=None)
+    bt.add_argument("--process-id", type=_non_negative_int, default=None)
+    for parser_ in (st, bt):
+        parser_.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
 
     wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
     wsub = wt.add_subparsers(dest="weights_command", required=True)
@@ -135,6 +161,71 @@ def _load_vgg(args):
     return fetch.load_vgg19(path, pooling=args.pooling, preprocessing=args.preprocessing)
 
 
+def _config(args) -> StyleConfig:
+    return StyleConfig(
+        content_layers=args.content_layers, style_layers=args.style_layers,
+        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
+        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
+        init=args.init if args.init in INITS else "content", seed=args.seed)
+
+
+def _batch(args) -> int:
+    import jax
+
+    from jaxstyle import distributed, manifest
+    from jaxstyle.batch_run import merge_reports, run_pairs
+    from jaxstyle.sharding import batch_mesh
+
+    if bool(args.manifest) == bool(args.contents or args.styles):
+        raise ValueError("give either a MANIFEST or --contents DIR --styles DIR")
+    if not args.manifest and not (args.contents and args.styles):
+        raise ValueError("--contents and --styles go together")
+    out_dir = Path(args.out_dir)
+    pairs = (manifest.read_manifest(args.manifest, out_dir) if args.manifest
+             else manifest.cross_product(args.contents, args.styles, out_dir))
+    config = _config(args)
+    index, count = 0, 1
+    if args.distributed:
+        index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    share = manifest.process_share(pairs, index, count)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
+    vgg = _load_vgg(args)
+    mesh = batch_mesh() if len(jax.local_devices()) > 1 else None
+    _log(args, f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {args.batch_size}, "
+               f"{len(jax.local_devices())} local device(s)")
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(share), unit="pair", dynamic_ncols=True, file=sys.stderr)
+
+    def on_pair(record):
+        if bar is not None:
+            bar.update(1)
+        elif record["status"] != "skipped" or args.overwrite:
+            _log(args, f"{record['status']}: {record['output']}"
+                       + (f" ({record['reason']})" if record["reason"] else ""))
+
+    try:
+        report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=args.batch_size,
+                           report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
+                           report_extra={"process": index, "process_count": count})
+    finally:
+        if bar is not None:
+            bar.close()
+    if count > 1:
+        distributed.barrier("jaxstyle-batch-done")
+        if index == 0:
+            paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
+            report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
+    summary = report["summary"]
+    _log(args, f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
+               f"of {summary['total']}; report: {out_dir / 'report.json'}")
+    return 0 if summary["failed"] == 0 else 1
+
+
 def _stylize(args) -> int:
     from jaxstyle.stylize import stylize
 
@@ -147,12 +238,7 @@ def _stylize(args) -> int:
     steps_dir = output.with_name(f"{output.stem}_steps")
     if args.save_every and steps_dir.exists() and any(steps_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
-    config = StyleConfig(
-        content_layers=args.content_layers, style_layers=args.style_layers,
-        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
-        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-        iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
-        init=args.init if args.init in INITS else "content", seed=args.seed)
+    config = _config(args)
     content = image_io.load_image(args.content, max_size=args.size)
     style = image_io.load_image(args.style, max_size=args.size)
     init_image = None
@@ -222,8 +308,11 @@ def _weights(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    commands = {"stylize": _stylize, "batch": _batch, "weights": _weights}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     try:
-        return _stylize(args) if args.command == "stylize" else _weights(args)
+        return commands[args.command](args)
     except KeyboardInterrupt:
         print("jaxstyle: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -233,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"jaxstyle: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    """SIGTERM (a scheduler's preemption, `kill`) is handled like Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from jaxstyle.files import atomic_write
 
 MAX_PIXELS = 100_000_000
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+_ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 class ImageError(ValueError):
@@ -85,6 +87,23 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(f"{path}: image has no pixels")
     return resize_image(array, max_size) if max_size else array
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as displayed (EXIF orientation applied), read from the header only."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if img.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
+                w, h = h, w
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: unreadable image ({exc})") from None
+    return h, w
 
 
 def resize_image(image: np.ndarray, max_size: int) -> np.ndarray:

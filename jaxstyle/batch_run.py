@@ -1,0 +1,151 @@
+"""Run a list of pairs to files: buckets, batches, atomic outputs, a JSON report, resume.
+
+* A pair whose output exists is skipped (``overwrite`` redoes it), so a re-run after an
+  interruption resumes where the last one stopped; outputs are written atomically, so an
+  interrupted run leaves no partial file.
+* An unreadable image fails only its own pairs (path and reason in the report); the rest finish.
+* Pairs are grouped by :func:`jaxstyle.batch.bucket_shape` and run ``batch_size`` at a time;
+  one program is compiled per bucket and reused. Each output is resized from its bucket
+  shape back to its own aspect ratio (longer side ``size``).
+* The report (``report.json``, or one per process in a multi-host run) is rewritten after
+  every batch and on interruption: every pair with status done / skipped / failed / pending,
+  the reason, final loss, steps and wall time (a batch's time divided among its pairs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxstyle.batch import bucket_shape, stylize_batch
+from jaxstyle.config import StyleConfig
+from jaxstyle.files import atomic_write
+from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
+from jaxstyle.manifest import Pair
+from jaxstyle.vgg import VGG19
+
+STATUSES = ("done", "skipped", "failed", "pending")
+
+
+def _exact_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def write_report(path: Path, records: list[dict], extra: dict) -> dict:
+    counts = {s: sum(r["status"] == s for r in records) for s in STATUSES}
+    report = {"summary": {"total": len(records), **counts}, **extra, "pairs": records}
+    data = json.dumps(report, indent=2).encode()
+    atomic_write(path, lambda f: f.write(data))
+    return report
+
+
+def merge_reports(paths: list[Path], destination: Path, extra: dict) -> dict:
+    """One report from the per-process reports of a multi-host run."""
+    records = []
+    for path in paths:
+        records += json.loads(path.read_text())["pairs"]
+    records.sort(key=lambda r: r["output"])
+    return write_report(destination, records, {**extra, "merged_from": [p.name for p in paths]})
+
+
+def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, batch_size: int,
+              report_path: Path, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
+              bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
+              report_extra: dict | None = None) -> dict:
+    """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``)."""
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
+                        "optimizer": config.optimizer, "weights": vgg.source}, **(report_extra or {})}
+    records = [{**pair.to_dict(), "status": "pending", "reason": None, "final_loss": None, "steps": None,
+                "seconds": None} for pair in pairs]
+    by_output = {r["output"]: r for r in records}
+
+    def finish(pair: Pair, status: str, **fields) -> None:
+        record = by_output[str(pair.output)]
+        record.update(status=status, **fields)
+        on_pair(record)
+
+    buckets: dict[tuple[int, int], list[Pair]] = {}
+    for pair in pairs:
+        if pair.output.exists() and not overwrite:
+            finish(pair, "skipped", reason="output exists")
+            continue
+        try:
+            if pair.output.suffix.lower() not in OUTPUT_FORMATS:
+                raise ValueError(f"{pair.output}: unsupported output extension {pair.output.suffix!r}, "
+                                 f"expected one of {', '.join(OUTPUT_FORMATS)}")
+            h, w = image_size(pair.content)
+        except ValueError as exc:
+            finish(pair, "failed", reason=str(exc))
+            continue
+        buckets.setdefault(bucket_shape(h, w, size, bucket_multiple), []).append(pair)
+
+    styles: dict[Path, np.ndarray | str] = {}
+    grams: dict = {}
+    try:
+        for shape, bucket in sorted(buckets.items()):
+            for start in range(0, len(bucket), batch_size):
+                _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size, mesh=mesh,
+                           styles=styles, grams=grams, finish=finish)
+                write_report(report_path, records, extra)
+    finally:  # also on KeyboardInterrupt: what finished is recorded, the rest stays pending
+        report = write_report(report_path, records, extra)
+    return report
+
+
+def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, mesh, styles, grams, finish) -> None:
+    contents, style_images, ready, exact_shapes = [], [], [], []
+    for pair in batch:
+        try:
+            original = load_image(pair.content)
+            content = resize_to(original, *shape)
+            if pair.style not in styles:
+                try:
+                    styles[pair.style] = load_image(pair.style, max_size=size)
+                except ValueError as exc:
+                    styles[pair.style] = str(exc)
+            if isinstance(styles[pair.style], str):
+                raise ValueError(styles[pair.style])
+        except ValueError as exc:
+            finish(pair, "failed", reason=str(exc))
+            continue
+        contents.append(content)
+        exact_shapes.append(_exact_shape(*original.shape[:2], size))
+        style_images.append(styles[pair.style])
+        ready.append(pair)
+    if not ready:
+        return
+    start = time.perf_counter()
+    try:
+        results = stylize_batch(
+            np.stack(contents), style_images, config=config, vgg=vgg, mesh=mesh,
+            content_weights=[config.content_weight if p.content_weight is None else p.content_weight for p in ready],
+            style_weights=[config.style_weight if p.style_weight is None else p.style_weight for p in ready],
+            seeds=[config.seed if p.seed is None else p.seed for p in ready],
+            style_keys=[str(p.style) for p in ready], gram_cache=grams,
+            callback_every=max(1, min(50, config.iterations)))
+    except ValueError as exc:
+        for pair in ready:
+            finish(pair, "failed", reason=str(exc))
+        return
+    seconds = (time.perf_counter() - start) / len(ready)
+    for pair, result, exact in zip(ready, results, exact_shapes):
+        try:
+            pair.output.parent.mkdir(parents=True, exist_ok=True)
+            save_image(pair.output, resize_to(result.image, *exact))
+        except (ValueError, OSError) as exc:
+            finish(pair, "failed", reason=f"{pair.output}: cannot write ({exc})")
+            continue
+        fields = dict(final_loss=result.losses["total"], steps=result.steps, seconds=seconds)
+        if result.status == "done":
+            finish(pair, "done", **fields)
+        else:
+            finish(pair, "failed", reason=f"non-finite loss after {result.steps} steps; "
+                                          f"the last finite image was saved", **fields)

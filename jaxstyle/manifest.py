@@ -1,0 +1,121 @@
+"""The list of (content, style) pairs of a batch run: a CSV/JSONL manifest or two folders.
+
+Manifest columns: ``content``, ``style`` (paths relative to the manifest), and optionally
+``output`` (relative to the output folder), ``content_weight``, ``style_weight``, ``seed``.
+Without ``output`` a pair is written to ``OUT_DIR/<content stem>__<style stem>.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+from jaxstyle.image_io import IMAGE_SUFFIXES
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    content: Path
+    style: Path
+    output: Path
+    content_weight: float | None = None
+    style_weight: float | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _default_output(out_dir: Path, content: Path, style: Path) -> Path:
+    return out_dir / f"{content.stem}__{style.stem}.png"
+
+
+def _number(row: dict, key: str, where: str, kind=float):
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {key} {value!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if kind is float and not (number >= 0 and number != float("inf")):
+        raise ValueError(f"{where}: expected {key} >= 0, got {value!r}")
+    return number
+
+
+def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
+    """Pairs from a ``.csv`` (header row) or ``.jsonl`` (one object per line) manifest."""
+    path, out_dir = Path(path), Path(out_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such manifest") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read manifest ({exc})") from None
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows.append((number, row))
+    elif path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or not {"content", "style"} <= {f.strip() for f in reader.fieldnames}:
+            raise ValueError(f"{path}: expected a header row with columns content,style; got {reader.fieldnames}")
+        rows = [(n, {k.strip(): v for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
+    else:
+        raise ValueError(f"{path}: expected a .csv or .jsonl manifest")
+    base = path.parent
+    pairs = []
+    for number, row in rows:
+        where = f"{path}:{number}"
+        if not row.get("content") or not row.get("style"):
+            raise ValueError(f"{where}: expected both content and style")
+        content, style = base / str(row["content"]).strip(), base / str(row["style"]).strip()
+        output = out_dir / str(row["output"]).strip() if row.get("output") else _default_output(out_dir, content, style)
+        pairs.append(Pair(content, style, output, _number(row, "content_weight", where),
+                          _number(row, "style_weight", where), _number(row, "seed", where, int)))
+    return _check_unique(pairs, str(path))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def cross_product(contents: str | Path, styles: str | Path, out_dir: str | Path) -> list[Pair]:
+    """Every image in ``contents`` with every image in ``styles``."""
+    out_dir = Path(out_dir)
+    content_images, style_images = _images_in(Path(contents)), _images_in(Path(styles))
+    for folder, found in ((contents, content_images), (styles, style_images)):
+        if not found:
+            raise ValueError(f"{folder}: no images (expected files ending in {', '.join(sorted(IMAGE_SUFFIXES))})")
+    pairs = [Pair(c, s, _default_output(out_dir, c, s)) for c in content_images for s in style_images]
+    return _check_unique(pairs, f"{contents} x {styles}")
+
+
+def _check_unique(pairs: list[Pair], where: str) -> list[Pair]:
+    seen: dict[Path, Pair] = {}
+    for pair in pairs:
+        if pair.output in seen:
+            raise ValueError(f"{where}: two pairs write {pair.output} "
+                             f"({seen[pair.output].content.name}+{seen[pair.output].style.name} and "
+                             f"{pair.content.name}+{pair.style.name}); give them distinct outputs")
+        seen[pair.output] = pair
+    return pairs
+
+
+def process_share(pairs: list[Pair], process_index: int, process_count: int) -> list[Pair]:
+    """This process's deterministic, disjoint share: every ``process_count``-th pair by output path."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"expected 0 <= process index < {process_count}, got {process_index}")
+    return sorted(pairs, key=lambda p: str(p.output))[process_index::process_count]

@@ -1,0 +1,156 @@
+"""`jaxstyle batch` end to end: manifests, folders, bad pairs, resume, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxstyle.cli import main
+from jaxstyle.manifest import Pair, process_share, read_manifest
+from tests.conftest import smooth_image
+
+FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+        "--quiet", "--batch-size", "2"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def save(path, h, w, seed):
+    Image.fromarray((smooth_image(h, w, seed) * 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "art").mkdir()
+    save(tmp_path / "photos" / "a.png", 48, 64, 1)
+    save(tmp_path / "photos" / "b.jpg", 64, 48, 2)  # portrait: its own bucket
+    save(tmp_path / "photos" / "c.png", 45, 64, 3)  # same bucket as a
+    save(tmp_path / "art" / "x.png", 40, 40, 4)
+    save(tmp_path / "art" / "y.png", 30, 50, 5)
+    return tmp_path
+
+
+@pytest.fixture()
+def env(weights_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
+    return {**os.environ}
+
+
+def report(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_folders_every_pair(env, folder):
+    out = folder / "out"
+    assert main(["batch", "--contents", str(folder / "photos"), "--styles", str(folder / "art"),
+                 "--out-dir", str(out), *FAST]) == 0
+    rep = report(out)
+    assert rep["summary"] == {"total": 6, "done": 6, "skipped": 0, "failed": 0, "pending": 0}
+    assert Image.open(out / "a__x.png").size == (32, 24)
+    assert Image.open(out / "b__y.png").size == (24, 32)
+    assert all(r["final_loss"] > 0 and r["steps"] == 3 for r in rep["pairs"])
+    # a re-run redoes nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert main(["batch", "--contents", str(folder / "photos"), "--styles", str(folder / "art"),
+                 "--out-dir", str(out), *FAST]) == 0
+    assert report(out)["summary"]["skipped"] == 6
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
+
+
+def test_manifest_with_bad_pairs_finishes_the_rest(env, folder, capsys):
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "pairs.csv").write_text("content,style,output,content_weight,style_weight,seed\n"
+                                      "photos/a.png,art/x.png,first.png,1.0,2.0,5\n"
+                                      "corrupt.png,art/x.png,,,,\n"
+                                      "photos/missing.jpg,art/y.png,,,,\n"
+                                      "photos/c.png,corrupt.png,c_bad_style.png,,,\n"
+                                      "photos/b.jpg,art/y.png,sub/second.jpg,,,\n")
+    out = folder / "out"
+    assert main(["batch", str(folder / "pairs.csv"), "--out-dir", str(out), *FAST]) == 1
+    rep = report(out)
+    assert rep["summary"] == {"total": 5, "done": 2, "skipped": 0, "failed": 3, "pending": 0}
+    failed = {r["content"].split("/")[-1]: r["reason"] for r in rep["pairs"] if r["status"] == "failed"}
+    assert "not an image Pillow can read" in failed["corrupt.png"] or "corrupt" in failed["corrupt.png"]
+    assert "missing.jpg: no such file" in failed["missing.jpg"]
+    assert "corrupt.png" in failed["c.png"]
+    assert (out / "first.png").exists() and Image.open(out / "sub" / "second.jpg").format == "JPEG"
+    assert not list(out.rglob(".*.part"))
+
+
+def test_manifest_errors(tmp_path):
+    (tmp_path / "m.csv").write_text("photo,painting\na,b\n")
+    with pytest.raises(ValueError, match="expected a header row with columns content,style"):
+        read_manifest(tmp_path / "m.csv", tmp_path)
+    (tmp_path / "m.jsonl").write_text('{"content": "a.png", "style": "b.png", "seed": "x"}\n')
+    with pytest.raises(ValueError, match=r"m.jsonl:1: seed 'x' is not an integer"):
+        read_manifest(tmp_path / "m.jsonl", tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"content": "a.png", "style": "b.png"}\n{"content": "a.png", "style": "b.png"}\n')
+    with pytest.raises(ValueError, match="two pairs write"):
+        read_manifest(tmp_path / "d.jsonl", tmp_path)
+
+
+def test_process_shares_are_disjoint_and_cover():
+    pairs = [Pair(f"c{i}", "s", __import__("pathlib").Path(f"o{i}.png")) for i in range(11)]
+    shares = [process_share(pairs, i, 3) for i in range(3)]
+    outputs = [p.output for share in shares for p in share]
+    assert sorted(outputs) == sorted(p.output for p in pairs) and len(set(outputs)) == 11
+
+
+def test_sigterm_then_resume_redoes_nothing_finished(env, folder):
+    out = folder / "out"
+    args = [sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"), "--styles",
+            str(folder / "art"), "--out-dir", str(out), *FAST[:-2], "--batch-size", "1",
+            "--iterations", "40"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("*.png")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    rep = report(out)
+    assert 1 <= rep["summary"]["done"] < 6 and rep["summary"]["pending"] >= 1
+    assert len(finished) == rep["summary"]["done"] and not list(out.glob(".*.part"))
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rep = report(out)
+    assert rep["summary"]["done"] == 6 - len(finished) and rep["summary"]["skipped"] == len(finished)
+    assert all(p.stat().st_mtime_ns == finished[p.name] for p in out.glob("*.png") if p.name in finished)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_cover_the_manifest_once(env, folder):
+    out = folder / "out"
+    coordinator = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"),
+                               "--styles", str(folder / "art"), "--out-dir", str(out), *FAST, "--distributed",
+                               "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**env, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    shares = [json.loads((out / f"report.process-{i}-of-2.json").read_text()) for i in range(2)]
+    outputs = [r["output"] for share in shares for r in share["pairs"]]
+    assert len(outputs) == 6 and len(set(outputs)) == 6
+    assert all(share["summary"]["done"] == 3 for share in shares)
+    rep = report(out)
+    assert rep["summary"] == {"total": 6, "done": 6, "skipped": 0, "failed": 0, "pending": 0}
+    assert sorted(r["output"] for r in rep["pairs"]) == sorted(outputs)
