@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,13 +95,14 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"content": "a.png", "style": "b.png", "seed": "x"}\n')
     with pytest.raises(ValueError, match=r"m.jsonl:1: seed 'x' is not an integer"):
         read_manifest(tmp_path / "m.jsonl", tmp_path)
-    (tmp_path / "d.jsonl").write_text('{"content": "a.png", "style": "b.png"}\n{"content": "a.png", "style": "b.png"}\n')
+    line = '{"content": "a.png", "style": "b.png"}\n'
+    (tmp_path / "d.jsonl").write_text(line * 2)
     with pytest.raises(ValueError, match="two pairs write"):
         read_manifest(tmp_path / "d.jsonl", tmp_path)
 
 
 def test_process_shares_are_disjoint_and_cover():
-    pairs = [Pair(f"c{i}", "s", __import__("pathlib").Path(f"o{i}.png")) for i in range(11)]
+    pairs = [Pair(Path(f"c{i}"), Path("s"), Path(f"o{i}.png")) for i in range(11)]
     shares = [process_share(pairs, i, 3) for i in range(3)]
     outputs = [p.output for share in shares for p in share]
     assert sorted(outputs) == sorted(p.output for p in pairs) and len(set(outputs)) == 11
