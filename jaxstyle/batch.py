@@ -97,7 +97,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
     (any sizes). Style targets are computed once per distinct ``style_keys`` entry (default: the
-    array object's identity); pass a ``gram_cache`` dict to keep them across calls. content_weights,
+    array object's identity); pass a ``gram_cache`` dict to keep them across calls with one ``vgg``. content_weights,
     style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
     axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
@@ -136,7 +136,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
         raise ValueError(f"expected {n} style keys (one per pair), got {len(keys)}")
     style_grams = []
     for i, (style, key) in enumerate(zip(styles, keys)):
-        cache_key = (key, program.style_layers, program.pooling, program.prep, vgg.source)
+        cache_key = (key, program.style_layers, program.pooling, program.prep, id(vgg))
         if cache_key not in gram_cache:
             checked = _check_image(style, f"style image {i}")
             check_image_size(*checked.shape[:2], config.style_layers, f"style image {i}")

@@ -131,9 +131,10 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             seeds=[config.seed if p.seed is None else p.seed for p in ready],
             style_keys=[str(p.style) for p in ready], gram_cache=grams,
             callback_every=max(1, min(50, config.iterations)))
-    except ValueError as exc:
+    except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run; the reason is reported
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         for pair in ready:
-            finish(pair, "failed", reason=str(exc))
+            finish(pair, "failed", reason=reason if isinstance(exc, ValueError) else f"{type(exc).__name__}: {reason}")
         return
     seconds = (time.perf_counter() - start) / len(ready)
     for pair, result, exact in zip(ready, results, exact_shapes):
