@@ -121,11 +121,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     seeds = [config.seed] * n if seeds is None else [int(s) for s in seeds]
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds (one per pair), got {len(seeds)}")
-    if int(callback_every) < 1:
-        raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
-    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
-                       config.optimizer, config.learning_rate, config.lbfgs_memory,
-                       chunk=int(min(callback_every, max(config.iterations, 1))))
+    program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     params = vgg.params if mesh is None else replicate(vgg.params, mesh)
 

@@ -50,6 +50,14 @@ class _Program:
     lbfgs_memory: int
     chunk: int
 
+    @classmethod
+    def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int) -> _Program:
+        """The program of a run whose loop is compiled in chunks of ``callback_every`` steps."""
+        if int(callback_every) < 1:
+            raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
+        return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing, config.optimizer,
+                   config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, max(config.iterations, 1))))
+
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
@@ -197,11 +205,7 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
     style = _check_image(style, "style image")
     check_image_size(*content.shape[:2], config.all_layers, "content image")
     check_image_size(*style.shape[:2], config.style_layers, "style image")
-    if int(callback_every) < 1:
-        raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
-    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
-                       config.optimizer, config.learning_rate, config.lbfgs_memory,
-                       chunk=int(min(callback_every, max(config.iterations, 1))))
+    program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     params = vgg.params
     weights = loss_weights(config)
