@@ -9,12 +9,14 @@ loop and is reported in the state (runtime failure is data, not an exception).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from optax import tree_utils as otu
 
 LossFn = Callable[[jax.Array], jax.Array]
 
@@ -44,16 +46,27 @@ def adam(*, learning_rate: float) -> Optimizer:
 
 
 def lbfgs(*, memory: int) -> Optimizer:
-    """optax L-BFGS with its zoom line search; reuses the value and gradient the
-    line search already computed at the accepted point (one evaluation saved per step)."""
-    opt = optax.lbfgs(memory_size=memory)
+    """optax L-BFGS with a backtracking (Armijo) line search that tries step 1 first.
+
+    The value and gradient at the accepted point are kept in the state and reused, so a step
+    whose first trial is accepted costs one function-and-gradient evaluation. optax's zoom
+    line search gives the same iterates here, but its ``lax.cond``s become selects under
+    ``vmap`` (every branch evaluated), which made batched runs ~4x slower per pair.
+    """
+    opt = optax.lbfgs(memory_size=memory, linesearch=optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps=30, decrease_factor=0.5, increase_factor=math.inf, max_learning_rate=1.0,
+        store_grad=True))
+
+    def init(x, loss_fn):
+        value, grad = jax.value_and_grad(loss_fn)(x)
+        return otu.tree_set(opt.init(x), value=value, grad=grad)
 
     def step(x, state, loss_fn):
-        value, grad = optax.value_and_grad_from_state(loss_fn)(x, state=state)
+        value, grad = otu.tree_get(state, "value"), otu.tree_get(state, "grad")
         updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss_fn)
         return optax.apply_updates(x, updates), state, value
 
-    return Optimizer(init=lambda x, loss_fn: opt.init(x), step=step)
+    return Optimizer(init=init, step=step)
 
 
 def make_optimizer(name: str, *, learning_rate: float, memory: int) -> Optimizer:
