@@ -8,7 +8,7 @@ The objective is made equal to pastiche's (see ``matched_config``), both read th
 images the way pastiche does (8-bit bilinear resize; style scaled to the content's pixel
 count), both use the same VGG-19 weights (pastiche's quantized file) and the L-BFGS family
 (pastiche: ``torch.optim.LBFGS(max_iter=1, lr=1)``, one evaluation per step, no line search;
-jaxstyle: optax L-BFGS with its zoom line search).
+jaxstyle: optax L-BFGS with a step-1-first backtracking line search).
 
 ``steps``: per-step time in one process (median after warm-up), and whole-job wall time
 (process start to written file) of each CLI as a subprocess, alternating, for a fixed number
