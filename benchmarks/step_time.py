@@ -48,8 +48,7 @@ def _random_vgg():
 def time_steps(vgg, size: int, optimizer: str, steps: int, repeats: int) -> dict:
     content, style = _images(size)
     config = StyleConfig(optimizer=optimizer, iterations=steps)
-    program = _Program(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
-                       config.optimizer, config.learning_rate, config.lbfgs_memory, chunk=steps)
+    program = _Program.build(config, vgg, steps)
     weights = loss_weights(config)
     targets = compute_targets(vgg.params, content, style, program=program)
     state = init_state(vgg.params, jnp.asarray(content), targets, weights, program=program)
