@@ -121,3 +121,25 @@ def test_conv3x3_gradients_equal_lax():
     with jax.enable_x64(True):
         jax.test_util.check_grads(conv3x3, (x.astype(np.float64), k.astype(np.float64)), order=1,
                                   modes=("rev",))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool2x2_value_and_gradient_equal_reduce_window(mode):
+    """After a ReLU (zeros tie), the reshape pooling's gradient equals reduce_window's."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstyle.vgg import pool2x2
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 7, 5)), jnp.float32)
+    cotangent = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 3, 5)), jnp.float32)
+    reference = nn.max_pool if mode == "max" else nn.avg_pool
+
+    def through(pool):
+        return jax.vjp(lambda v: pool(jax.nn.relu(v)), x)
+
+    ours, ours_vjp = through(lambda v: pool2x2(v, mode))
+    theirs, theirs_vjp = through(lambda v: reference(v, (2, 2), strides=(2, 2), padding="VALID"))
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(ours_vjp(cotangent)[0], theirs_vjp(cotangent)[0], rtol=0, atol=1e-7)
