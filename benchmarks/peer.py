@@ -45,7 +45,7 @@ from jaxstyle.weights import read_weights
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
 
 
-def matched_config(iterations: int = 300) -> StyleConfig:
+def matched_config(iterations: int = 300, scales: tuple[int, ...] = (), scale_iterations: int = 0) -> StyleConfig:
     """jaxstyle's objective set equal to pastiche's defaults.
 
     pastiche: ``0.01 * mse(F, P) + sum_l (10 / N_l^2) * mse(G_l, A_l)`` with ``G = F F^T / (h w)``
@@ -58,7 +58,8 @@ def matched_config(iterations: int = 300) -> StyleConfig:
     """
     channels = [CONV_KERNEL_SHAPES[f"conv{n[4]}_1"][3] for n in DEFAULT_STYLE_LAYERS]
     return StyleConfig(content_weight=0.01, style_weight=1.0, tv_weight=0.0, iterations=iterations,
-                       content_layer_weights=(1.0,), style_layer_weights=tuple(40.0 / n**2 for n in channels))
+                       content_layer_weights=(1.0,), style_layer_weights=tuple(40.0 / n**2 for n in channels),
+                       scales=scales, scale_iterations=scale_iterations)
 
 
 def pastiche_style_images(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +121,15 @@ def _run(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def jaxstyle_cli(size: int, steps: int, out: Path, weights: Path) -> list[str]:
+def jaxstyle_cli(size: int, steps: int, out: Path, weights: Path, scales: tuple[int, ...] = (),
+                 scale_iterations: int = 0) -> list[str]:
     config = matched_config(steps)
+    stages = ["--scales", ",".join(map(str, (*scales, size))), "--scale-iterations", str(scale_iterations)]
     return [sys.executable, "-m", "jaxstyle", "stylize", str(CONTENT), str(STYLE), "-o", str(out), "--overwrite",
-            "--quiet", "--size", str(size), "--iterations", str(steps), "--weights", str(weights),
+            "--quiet", "--iterations", str(steps), "--weights", str(weights),
             "--content-weight", "0.01", "--style-weight", "1", "--tv-weight", "0",
-            "--style-layer-weights", ",".join(repr(w) for w in config.style_layer_weights)]
+            "--style-layer-weights", ",".join(repr(w) for w in config.style_layer_weights),
+            *(stages if scales else ["--size", str(size)])]
 
 
 def pastiche_cli(size: int, steps: int, out: Path) -> list[str]:
@@ -181,16 +185,19 @@ def cmd_quality(args, vgg, info) -> dict:
           flush=True)
     content, style = pastiche_style_images(size)
     trace = []
+    config = matched_config(args.max_steps, args.scales, args.scale_iterations)
+    coarse_steps = config.total_iterations - config.iterations
     start = time.perf_counter()
 
     def on_progress(progress):
-        trace.append((progress.step, time.perf_counter() - start, progress.loss))
+        if progress.step > coarse_steps:  # full-size losses only
+            trace.append((progress.step - coarse_steps, time.perf_counter() - start, progress.loss))
 
-    result = stylize(content, style, config=matched_config(args.max_steps), vgg=vgg, callback=on_progress,
-                     callback_every=args.check_every)
+    result = stylize(content, style, config=config, vgg=vgg, callback=on_progress, callback_every=args.check_every)
     reached = next(((s, t, v) for s, t, v in trace if v <= target), None)
     ours_final = score(vgg, np.round(result.image * 255) / 255, size)
     row = {"size": size, "pastiche_steps": args.peer_steps, "pastiche_job_s": peer_wall, "target_objective": target,
+           "jaxstyle_scales": list(args.scales), "jaxstyle_scale_iterations": args.scale_iterations,
            "jaxstyle_trace": trace, "jaxstyle_final_objective_8bit": ours_final}
     if reached is None:
         print(f"jaxstyle did not reach it in {args.max_steps} steps (final {ours_final:.6g})")
@@ -201,13 +208,15 @@ def cmd_quality(args, vgg, info) -> dict:
             from jaxstyle.weights import write_converted
 
             write_converted(read_weights(_pastiche_bin()), weights)
-            ours_wall = _run(jaxstyle_cli(size, steps, Path(tmp) / "j.png", weights))
+            ours_wall = _run(jaxstyle_cli(size, steps, Path(tmp) / "j.png", weights, args.scales,
+                                          args.scale_iterations))
             ours_image = np.asarray(Image.open(Path(tmp) / "j.png").convert("RGB"), np.float32) / 255.0
         # the CLI resizes with Lanczos, so score its output against its own resize as well
         row.update(jaxstyle_steps=steps, jaxstyle_in_process_s=reached[1], jaxstyle_job_s=ours_wall,
                    ratio=ours_wall / peer_wall, jaxstyle_cli_objective=score(vgg, ours_image, size))
-        print(f"jaxstyle: reached it after {steps} steps, {reached[1]:.1f} s in process; the whole "
-              f"{steps}-step CLI job took {ours_wall:.1f} s = {ours_wall / peer_wall:.2f}x pastiche's", flush=True)
+        print(f"jaxstyle: reached it after {coarse_steps} coarse + {steps} full-size steps, {reached[1]:.1f} s in "
+              f"process; the whole CLI job (objective {row['jaxstyle_cli_objective']:.6g}) took "
+              f"{ours_wall:.1f} s = {ours_wall / peer_wall:.2f}x pastiche's", flush=True)
     return {"kind": "quality", "results": [row]}
 
 
@@ -224,6 +233,9 @@ def main(argv=None) -> None:
     qu.add_argument("--peer-steps", type=int, default=300)
     qu.add_argument("--max-steps", type=int, default=600)
     qu.add_argument("--check-every", type=int, default=10)
+    qu.add_argument("--scales", type=lambda s: tuple(int(x) for x in s.split(",") if x), default=(),
+                    help="jaxstyle's coarse stages (longest sides), e.g. 192,272")
+    qu.add_argument("--scale-iterations", type=int, default=0, help="jaxstyle's steps per coarse stage")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     vgg = read_weights(_pastiche_bin()).to_vgg()

@@ -102,6 +102,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
     """
+    if config.scales:
+        raise ValueError("coarse-to-fine scales are not supported by batch runs yet; use stylize, or no scales")
     if vgg is None:
         from jaxstyle.fetch import load_vgg19
 

@@ -13,9 +13,16 @@ import sys
 import threading
 from pathlib import Path
 
-from jaxstyle import fetch, image_io, weights
-from jaxstyle.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, OPTIMIZERS, StyleConfig
-from jaxstyle.vgg import LAYER_NAMES
+from jaxstyle import fetch, image_io, memory, weights
+from jaxstyle.config import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    INITS,
+    OPTIMIZERS,
+    PRECISIONS,
+    StyleConfig,
+)
+from jaxstyle.vgg import LAYER_NAMES, check_image_size
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -26,13 +33,20 @@ class _ListLayers(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            self._print()
+        except BrokenPipeError:  # `jaxstyle stylize --list-layers | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        parser.exit()
+
+    @staticmethod
+    def _print():
         for name in LAYER_NAMES:
             block, _, rest = name[4:].partition("_") if not name.startswith("pool") else (name[4:], "", "")
             kind = name[:4]
             alias = f"block{block}_pool" if kind == "pool" else (
                 f"block{block}_conv{rest}" if kind == "conv" else f"block{block}_relu{rest}")
-            print(f"{name:8s} {alias}")
-        parser.exit()
+            print(f"{name:8s} {alias}", flush=True)
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -44,6 +58,16 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in _csv(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in _csv(text))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def _positive_int(text: str) -> int:
@@ -68,8 +92,22 @@ def _non_negative_int(text: str) -> int:
 
 def _add_style_options(st: argparse.ArgumentParser) -> None:
     """Options that `stylize` and `batch` share."""
-    st.add_argument("--size", type=_positive_int, default=512, help="longest side of the output in px")
-    st.add_argument("--iterations", type=_non_negative_int, default=StyleConfig.iterations)
+    st.add_argument("--size", type=_positive_int, default=None,
+                    help="longest side of the output in px (default 512, or the last of --scales)")
+    st.add_argument("--iterations", type=_non_negative_int, default=StyleConfig.iterations,
+                    help="steps at the full size")
+    st.add_argument("--scales", type=_ints, default=None, metavar="S1,S2,...",
+                    help="coarse-to-fine: longest sides of each stage, ending with the output size "
+                         "(e.g. 256,512); each stage starts from the previous one, upsampled")
+    st.add_argument("--min-scale", type=_positive_int, default=None, metavar="PX",
+                    help="coarse-to-fine from PX up to --size in steps of sqrt(2)")
+    st.add_argument("--scale-iterations", type=_non_negative_int, default=None, metavar="N",
+                    help="steps at each coarser stage (default: --iterations)")
+    st.add_argument("--precision", choices=PRECISIONS, default="float32",
+                    help="network compute dtype; Gram matrices and losses stay float32")
+    st.add_argument("--remat", action="store_true",
+                    help="recompute each VGG block's activations in the backward pass: less memory, "
+                         "about a third more compute (for large sizes)")
     st.add_argument("--optimizer", choices=OPTIMIZERS, default=StyleConfig.optimizer)
     st.add_argument("--learning-rate", type=float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
@@ -105,7 +143,19 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                     help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
     st.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    st.add_argument("--shard-image", action="store_true",
+                    help="split the image over all local devices (height x width tiles), for images "
+                         "beyond one device's memory")
+    st.add_argument("--no-save-on-interrupt", action="store_true",
+                    help="on Ctrl-C/SIGTERM write nothing (default: save the latest image as the output)")
     st.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+    pl = sub.add_parser("plan", help="print the stages, steps and memory a `stylize` run would need; run nothing",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pl.add_argument("content", help="content image (only its header is read)")
+    _add_style_options(pl)
+    pl.add_argument("--compile", action="store_true",
+                    help="also compile the step loop and print XLA's own memory analysis (needs the weights)")
 
     bt = sub.add_parser("batch", help="stylize many pairs: a manifest, or every content x every style",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -124,7 +174,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
     bt.add_argument("--num-processes", type=_positive_int, default=None)
     bt.add_argument("--process-id", type=_non_negative_int, default=None)
-    for parser_ in (st, bt):
+    for parser_ in (st, bt, pl):
         parser_.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
 
     wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
@@ -161,13 +211,43 @@ def _load_vgg(args):
     return fetch.load_vgg19(path, pooling=args.pooling, preprocessing=args.preprocessing)
 
 
+DEFAULT_SIZE = 512
+
+
+def _resolve_scales(args) -> None:
+    """Sets ``args.size`` and ``args.coarse_scales`` from --size, --scales and --min-scale."""
+    if args.scales and args.min_scale:
+        raise ValueError("give --scales or --min-scale, not both")
+    if args.scales:
+        if args.size is not None and args.size != args.scales[-1]:
+            raise ValueError(f"--scales must end with the output size --size {args.size}, got {args.scales[-1]}")
+        if any(b <= a for a, b in zip(args.scales, args.scales[1:])):
+            raise ValueError(f"--scales must increase, got {','.join(map(str, args.scales))}")
+        args.size, args.coarse_scales = args.scales[-1], args.scales[:-1]
+        return
+    args.size = args.size or DEFAULT_SIZE
+    args.coarse_scales = ()
+    if args.min_scale:
+        if args.min_scale > args.size:
+            raise ValueError(f"--min-scale {args.min_scale} is larger than --size {args.size}")
+        scales, scale = [], float(args.min_scale)
+        while round(scale) < args.size * 0.95:  # stop short of a stage almost the output's size
+            scales.append(round(scale))
+            scale *= 2 ** 0.5
+        args.coarse_scales = tuple(scales)
+
+
 def _config(args) -> StyleConfig:
+    _resolve_scales(args)
     return StyleConfig(
+        scales=args.coarse_scales, scale_iterations=args.scale_iterations, precision=args.precision,
+        remat=args.remat,
         content_layers=args.content_layers, style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
-        init=args.init if args.init in INITS else "content", seed=args.seed)
+        init=getattr(args, "init", "content") if getattr(args, "init", None) in INITS else "content",
+        seed=args.seed)
 
 
 def _batch(args) -> int:
@@ -193,6 +273,8 @@ def _batch(args) -> int:
     report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
     vgg = _load_vgg(args)
     mesh = batch_mesh() if len(jax.local_devices()) > 1 else None
+    per_device = -(-min(args.batch_size, max(len(share), 1)) // len(jax.local_devices()))
+    memory.check_fits(args.size, args.size, config, "batch", batch=per_device)  # a square bucket is the largest
     _log(args, f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {args.batch_size}, "
                f"{len(jax.local_devices())} local device(s)")
     bar = None
@@ -226,6 +308,27 @@ def _batch(args) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
+def _plan(args) -> int:
+    from jaxstyle.stylize import stage_shapes
+
+    config = _config(args)
+    height, width = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
+    shapes = stage_shapes(height, width, config.scales)
+    steps = [config.scale_iterations] * (len(shapes) - 1) + [config.iterations]
+    print(f"output: {width}x{height} px; stages: " + ", ".join(f"{w}x{h} ({n} steps)" for (h, w), n in
+                                                             zip(shapes, steps)))
+    need = memory.estimate_bytes(height, width, config)
+    have, where = memory.available_bytes()
+    print(f"memory estimate: {memory.format_bytes(need)} (largest stage, {config.optimizer}, {config.precision}"
+          f"{', remat' if config.remat else ''})")
+    if args.compile:
+        compiled = memory.compiled_bytes(_load_vgg(args), height, width, config)
+        print("XLA's analysis of the compiled loop: " + (memory.format_bytes(compiled) if compiled else "n/a"))
+    print(f"{where}: {memory.format_bytes(have)} -> " + ("fits" if need <= have else "does NOT fit; try a "
+          "smaller --size" + ("" if config.remat else " or --remat")))
+    return 0 if need <= have else 1
+
+
 def _stylize(args) -> int:
     from jaxstyle.stylize import stylize
 
@@ -239,6 +342,12 @@ def _stylize(args) -> int:
     if args.save_every and steps_dir.exists() and any(steps_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
     config = _config(args)
+    # from the headers, before any pixel is decoded or resized
+    content_shape = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
+    check_image_size(*content_shape, config.all_layers, f"{args.content}: content image")
+    check_image_size(*image_io.fitted_shape(*image_io.image_size(args.style), args.size), config.style_layers,
+                     f"{args.style}: style image")
+    memory.check_fits(*content_shape, config, str(args.content))
     content = image_io.load_image(args.content, max_size=args.size)
     style = image_io.load_image(args.style, max_size=args.size)
     init_image = None
@@ -252,9 +361,12 @@ def _stylize(args) -> int:
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iterations, unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=config.total_iterations, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    latest = {}
 
     def on_progress(progress):
+        latest.update(step=progress.step, image=progress.image())
         if bar is not None:
             bar.update(progress.step - bar.n)
             bar.set_postfix(loss=f"{progress.loss:.4g}")
@@ -263,10 +375,31 @@ def _stylize(args) -> int:
         if args.save_every and progress.step % args.save_every == 0:
             image_io.save_image(steps_dir / f"step_{progress.step:05d}.png", progress.image())
 
-    every = args.save_every or max(1, min(50, config.iterations // 20 or 1))
+    every = args.save_every or max(1, min(50, config.total_iterations // 20 or 1))
+    mesh = None
+    if args.shard_image:
+        import jax
+
+        from jaxstyle.sharding import spatial_mesh
+
+        mesh = spatial_mesh(*content.shape[:2])
+        _log(args, f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over "
+                   f"{len(jax.local_devices())} device(s)")
     try:
         result = stylize(content, style, config=config, vgg=vgg, init_image=init_image,
-                         callback=on_progress, callback_every=every)
+                         callback=on_progress, callback_every=every, mesh=mesh)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        if latest and not args.no_save_on_interrupt:
+            image = latest["image"]
+            if image.shape != content.shape:  # interrupted at a coarse stage
+                image = image_io.resize_to(image, *content.shape[:2])
+            image_io.save_image(output, image)
+            print(f"jaxstyle: interrupted at step {latest['step']}/{config.total_iterations}: saved the partial "
+                  f"result to {output}", file=sys.stderr, flush=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -308,7 +441,7 @@ def _weights(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"stylize": _stylize, "batch": _batch, "weights": _weights}
+    commands = {"stylize": _stylize, "batch": _batch, "weights": _weights, "plan": _plan}
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     try:

@@ -8,6 +8,7 @@ from jaxstyle.vgg import canonical_layer
 
 OPTIMIZERS = ("lbfgs", "jaxopt-lbfgs", "adam")
 INITS = ("content", "noise")
+PRECISIONS = ("float32", "bfloat16")
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -49,6 +50,13 @@ class StyleConfig:
         + tv_weight * TV(image)
 
     Layer weights default to 1/number of layers (Gatys' w_l = 1/5 for five style layers).
+
+    Coarse-to-fine: ``scales`` are the longest sides (px) of coarser stages run before the
+    full-size one, in increasing order; each runs ``scale_iterations`` steps (default:
+    ``iterations``) and the next starts from its upsampled result; the full size then runs
+    ``iterations`` steps. ``precision="bfloat16"`` runs the network in bfloat16 with Gram
+    matrices and losses accumulated in float32. ``remat`` recomputes each VGG block's inner
+    activations in the backward pass instead of keeping them (less memory, more compute).
     """
 
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
@@ -65,6 +73,10 @@ class StyleConfig:
     init: str = "content"
     seed: int = 0
     noise_scale: float = 0.1
+    scales: tuple[int, ...] = ()
+    scale_iterations: int | None = None
+    precision: str = "float32"
+    remat: bool = False
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -91,7 +103,24 @@ class StyleConfig:
             raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
         set_("learning_rate", float(self.learning_rate))
         set_("iterations", int(self.iterations))
+        scales = tuple(self.scales)
+        if any(int(v) != v or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
+            raise ValueError(f"expected scales to be increasing positive integers (px), got {self.scales!r}")
+        set_("scales", tuple(int(v) for v in scales))
+        if self.scale_iterations is None:
+            set_("scale_iterations", self.iterations)
+        elif int(self.scale_iterations) != self.scale_iterations or self.scale_iterations < 0:
+            raise ValueError(f"expected scale_iterations to be an integer >= 0, got {self.scale_iterations!r}")
+        set_("scale_iterations", int(self.scale_iterations))
+        set_("remat", bool(self.remat))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
         set_("seed", int(self.seed))
+
+    @property
+    def total_iterations(self) -> int:
+        """Steps over all stages (coarse stages and the full size)."""
+        return self.iterations + len(self.scales) * self.scale_iterations
 
     @property
     def all_layers(self) -> tuple[str, ...]:

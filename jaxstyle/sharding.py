@@ -1,7 +1,14 @@
-"""Meshes and shardings for the batch axis. Meshes are passed in, never global.
+"""Meshes and shardings: the batch axis of many pairs, or the height and width of one big image.
+Meshes are passed in, never global.
 
 Rule for uneven batches: a batch of B pairs on D devices is padded to ``ceil(B / D) * D``
 by repeating its last pair; the padded pairs are computed and thrown away.
+
+Spatial sharding (one image too big for one device): the image and everything of its shape
+(the L-BFGS history, the content targets) are split into tiles over a 2-D ``("height",
+"width")`` mesh; XLA's partitioner inserts the halo exchanges of the 3x3 convolutions and
+the all-reduce of the Gram matrices. Nothing else changes: same program, same result up to
+float summation order.
 """
 
 from __future__ import annotations
@@ -56,3 +63,23 @@ def shard_batch(tree, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
     """Place every leaf whole on every device of the mesh (the VGG parameters)."""
     return jax.tree.map(lambda leaf: jax.device_put(leaf, NamedSharding(mesh, PartitionSpec())), tree)
+
+
+def spatial_mesh(height: int, width: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``("height", "width")`` mesh over ``devices``, its shape chosen so tiles are near square."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("expected at least one device for the mesh, got none")
+    return Mesh(np.array(devices).reshape(spatial_grid(height, width, len(devices))), ("height", "width"))
+
+
+def spatial_grid(height: int, width: int, n: int) -> tuple[int, int]:
+    """(rows, columns) with rows * columns = n whose tiles are closest to square."""
+    rows = min((r for r in range(1, n + 1) if n % r == 0),
+               key=lambda r: abs(np.log((height / r) / (width / (n // r)))))
+    return rows, n // rows
+
+
+def shard_spatially(image, mesh: Mesh):
+    """Place an [H, W, C] array split over the mesh's ("height", "width") axes."""
+    return jax.device_put(image, NamedSharding(mesh, PartitionSpec(*mesh.axis_names[:2])))

@@ -49,14 +49,18 @@ class _Program:
     learning_rate: float
     lbfgs_memory: int
     chunk: int
+    precision: str = "float32"
+    remat: bool = False
 
     @classmethod
     def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int) -> _Program:
         """The program of a run whose loop is compiled in chunks of ``callback_every`` steps."""
         if int(callback_every) < 1:
             raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
+        longest_stage = max(config.iterations, config.scale_iterations if config.scales else 0, 1)
         return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing, config.optimizer,
-                   config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, max(config.iterations, 1))))
+                   config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, longest_stage)),
+                   precision=config.precision, remat=config.remat)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -65,7 +69,8 @@ class _Program:
 
 def _features(params, image: jax.Array, program: _Program, layers: tuple[str, ...]) -> dict:
     """Features of one image [H, W, 3] in [0, 1]: {layer: [h, w, C]}."""
-    net = VGG19Features(layers=layers, pooling=program.pooling)
+    net = VGG19Features(layers=layers, pooling=program.pooling, dtype=jnp.dtype(program.precision),
+                        remat=program.remat)
     feats = net.apply({"params": params}, preprocess(image, program.prep)[None])
     return {k: v[0] for k, v in feats.items()}
 
@@ -186,16 +191,40 @@ def initial_image(content: jax.Array, config: StyleConfig, init_image: ArrayLike
     return content
 
 
+def stage_shapes(height: int, width: int, scales: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(h, w) of each coarse-to-fine stage: ``scales`` as longest sides, then the full size."""
+    longest = max(height, width)
+    if scales and scales[-1] >= longest:
+        raise ValueError(f"expected coarse scales smaller than the output's longest side {longest} px, "
+                         f"got {', '.join(map(str, scales))}")
+    return [(max(1, round(height * s / longest)), max(1, round(width * s / longest))) for s in scales] + [
+        (height, width)]
+
+
+def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """Lanczos resize of [H, W, 3] in [0, 1] to ``shape`` (antialiased when shrinking), clipped to [0, 1]."""
+    if tuple(image.shape[:2]) == tuple(shape):
+        return image
+    return jnp.clip(jax.image.resize(image, (*shape, image.shape[-1]), "lanczos3"), 0.0, 1.0)
+
+
 def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = StyleConfig(),
             vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
             callback: Callable[[Progress], None] | None = None,
-            callback_every: int = 50) -> StyleResult:
+            callback_every: int = 50, mesh: jax.sharding.Mesh | None = None) -> StyleResult:
     """Render ``content`` in the style of ``style``.
 
     content, style: float32 [H, W, 3] RGB in [0, 1] (sizes may differ).
     vgg: loaded network (default: :func:`jaxstyle.load_vgg19` with cached weights).
     init_image: optional start image, shape of content (overrides ``config.init``).
-    callback: called after every ``callback_every`` steps and at the end.
+    callback: called after every ``callback_every`` steps of each stage and at the end.
+    mesh: a 2-D ``("height", "width")`` mesh (:func:`jaxstyle.sharding.spatial_mesh`) to split
+      the image over several devices, for images beyond one device's memory.
+
+    With ``config.scales`` the run is coarse-to-fine: content and style are both shrunk by
+    each stage's factor (the style keeps its size relative to the output), and every stage
+    starts from the previous stage's result, upsampled. ``loss_history`` then holds every
+    stage's losses in order (each at its own resolution); ``losses`` are the full size's.
     """
     if vgg is None:
         from jaxstyle.fetch import load_vgg19
@@ -203,26 +232,54 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
         vgg = load_vgg19()
     content = _check_image(content, "content image")
     style = _check_image(style, "style image")
-    check_image_size(*content.shape[:2], config.all_layers, "content image")
-    check_image_size(*style.shape[:2], config.style_layers, "style image")
+    shapes = stage_shapes(*content.shape[:2], config.scales)
+    for h, w in shapes:
+        at = "" if (h, w) == shapes[-1] else f" at the {max(h, w)} px scale"
+        check_image_size(h, w, config.all_layers, f"content image{at}")
+        factor = h / content.shape[0]
+        check_image_size(max(1, round(style.shape[0] * factor)), max(1, round(style.shape[1] * factor)),
+                         config.style_layers, f"style image{at}")
     program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     params = vgg.params
     weights = loss_weights(config)
-    targets = compute_targets(params, content, style, program=program)
-    state = init_state(params, initial_image(content, config, init_image), targets, weights,
-                       program=program)
-    state, history = drive(lambda st, n: run_chunk(params, st, targets, weights, n, program=program),
-                           state, iterations=config.iterations, chunk=program.chunk,
-                           on_chunk=None if callback is None else (
-                               lambda done, st, last: callback(Progress(done, config.iterations,
-                                                                        float(last), st))))
-    failed = bool(state.nonfinite)
-    final_x = state.last_finite if failed else state.x
-    terms = {k: float(v) for k, v in evaluate(params, final_x, targets, weights, program=program).items()}
-    image = np.asarray(jnp.clip(final_x, 0.0, 1.0))
+    total = config.total_iterations
+    x = initial_image(content, config, init_image)
+    if mesh is not None:
+        from jaxstyle.sharding import replicate, shard_spatially
+
+        params, weights, style = replicate((params, weights, style), mesh)
+        place = partial(shard_spatially, mesh=mesh)
+    else:
+        place = lambda a: a  # noqa: E731
+    histories = []
+    for index, (h, w) in enumerate(shapes):
+        factor = h / content.shape[0]
+        style_shape = (max(1, round(style.shape[0] * factor)), max(1, round(style.shape[1] * factor)))
+        targets = compute_targets(params, place(resize(content, (h, w))), resize(style, style_shape),
+                                  program=program)
+        x = place(resize(jnp.clip(x, 0.0, 1.0), (h, w)) if index else resize(x, (h, w)))
+        state = init_state(params, x, targets, weights, program=program)
+        offset = sum(len(hist) for hist in histories)
+        iterations = config.iterations if index == len(shapes) - 1 else config.scale_iterations
+        state, history = drive(lambda st, n, targets=targets: run_chunk(params, st, targets, weights, n,
+                                                                        program=program),
+                               state, iterations=iterations, chunk=program.chunk,
+                               on_chunk=None if callback is None else (
+                                   lambda done, st, last, offset=offset: callback(
+                                       Progress(offset + done, total, float(last), st))))
+        histories.append(history)
+        failed = bool(state.nonfinite)
+        x = state.last_finite if failed else state.x
+        if failed:
+            break
+    terms = {k: float(v) for k, v in evaluate(params, x, targets, weights, program=program).items()}
+    image = np.asarray(jnp.clip(x, 0.0, 1.0))
+    if failed and image.shape != content.shape:  # stopped at a coarse stage: still return the full size
+        image = np.asarray(resize(jnp.asarray(image), content.shape[:2]))
+    history = np.concatenate(histories)
     return StyleResult(image=image, loss_history=history, status="nonfinite" if failed else "done",
-                       steps=int(state.steps), losses=terms, seconds=time.perf_counter() - start)
+                       steps=len(history), losses=terms, seconds=time.perf_counter() - start)
 
 
 def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], state: LoopState, *,

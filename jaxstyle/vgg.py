@@ -190,6 +190,9 @@ class VGG19Features(nn.Module):
       layers: canonical layer names to return; nothing past the deepest one is computed.
       pooling: "max" (the network as trained) or "avg" (Gatys et al. prefer it).
       dtype: compute dtype of the convolutions (parameters stay float32).
+      remat: checkpoint each VGG block (``nn.remat``): its inner activations are not kept for
+        the backward pass but recomputed from the block's input, trading about one more
+        forward pass for memory. Values and gradients are unchanged.
 
     Call with preprocessed input float [B, H, W, 3]; returns {name: [B, h, w, C]}.
     """
@@ -197,6 +200,7 @@ class VGG19Features(nn.Module):
     layers: tuple[str, ...]
     pooling: str = "max"
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -206,18 +210,30 @@ class VGG19Features(nn.Module):
         if not wanted:
             raise ValueError("expected at least one layer name, got none")
         deepest = max(LAYER_INDEX[n] for n in wanted)
+        names = LAYER_NAMES[: deepest + 1]
+        blocks = [tuple(n for n in names if n[4] == str(b)) for b in range(1, 6)]
+        run = nn.remat(_run_layers, static_argnums=(2, 3)) if self.remat else _run_layers
         out = {}
-        for name in LAYER_NAMES[: deepest + 1]:
-            if name.startswith("conv"):
-                features = CONV_KERNEL_SHAPES[name][3]
-                x = Conv3x3(features, dtype=self.dtype, name=name)(x)
-            elif name.startswith("relu"):
-                x = nn.relu(x)
-            else:
-                x = pool2x2(x, self.pooling)
-            if name in wanted:
-                out[name] = x
+        for block in (b for b in blocks if b):
+            x, found = run(self, x, block, tuple(n for n in block if n in wanted))
+            out.update(found)
         return out
+
+
+def _run_layers(module: VGG19Features, x: jax.Array, names: tuple[str, ...],
+                wanted: tuple[str, ...]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Layers ``names`` in order (one VGG block); returns the last output and the ``wanted`` ones."""
+    found = {}
+    for name in names:
+        if name.startswith("conv"):
+            x = Conv3x3(CONV_KERNEL_SHAPES[name][3], dtype=module.dtype, name=name, parent=module)(x)
+        elif name.startswith("relu"):
+            x = nn.relu(x)
+        else:
+            x = pool2x2(x, module.pooling)
+        if name in wanted:
+            found[name] = x
+    return x, found
 
 
 @partial(jax.jit, static_argnames=("layers", "pooling", "prep"))

@@ -146,3 +146,74 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"jaxstyle: error: {tmp_path / 'nope.jpg'}: no such file"
     assert "Traceback" not in proc.stderr
+
+
+def test_scales_end_at_the_output_size(env, images, tmp_path, capsys):
+    content, style = images
+    out = tmp_path / "out.png"
+    fast = [a for a in FAST if a != "--quiet"]
+    fast[fast.index("--size"):fast.index("--size") + 2] = []
+    assert main(["stylize", str(content), str(style), "-o", str(out), *fast, "--scales", "24,32",
+                 "--scale-iterations", "2"]) == 0
+    assert Image.open(out).size == (32, 24)
+    assert "step 6/6 loss" in capsys.readouterr().err  # 2 at 24 px + 4 at 32 px
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--scales", "24,48", "--size", "32"], "--scales must end with the output size --size 32"),
+    (["--scales", "32,24"], "--scales must increase"),
+    (["--min-scale", "64", "--size", "32"], "--min-scale 64 is larger than --size 32"),
+    (["--scales", "24,32", "--min-scale", "16"], "give --scales or --min-scale, not both"),
+])
+def test_bad_scales_are_one_line_errors(env, images, tmp_path, capsys, extra, message):
+    content, style = images
+    out = tmp_path / "out.png"
+    fast = list(FAST)
+    fast[fast.index("--size"):fast.index("--size") + 2] = []
+    assert main(["stylize", str(content), str(style), "-o", str(out), *fast, *extra]) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_min_scale_steps_by_sqrt2():
+    import argparse
+
+    from jaxstyle.cli import _resolve_scales
+
+    args = argparse.Namespace(scales=None, min_scale=128, size=512)
+    _resolve_scales(args)
+    assert args.coarse_scales == (128, 181, 256, 362) and args.size == 512
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    content, style = images
+    out = tmp_path / "out.png"
+    args = [sys.executable, "-m", "jaxstyle", "stylize", str(content), str(style), "-o", str(out),
+            *[a for a in FAST if a != "--quiet"], "--iterations", "100000"]
+    args += [] if save else ["--no-save-on-interrupt"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(args, cwd=root, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    for line in proc.stderr:  # wait for a first progress report
+        if line.startswith("step ") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "jaxstyle: interrupted" in err
+    assert not list(tmp_path.glob(".*.part"))
+    if save:
+        assert "saved the partial result" in err
+        image = Image.open(out)
+        image.load()
+        assert image.size == (32, 24)
+    else:
+        assert not out.exists()

@@ -102,3 +102,54 @@ def test_config_accepts_aliases_and_strings():
     assert config.content_layers == ("conv4_2",)
     assert config.style_layers == ("relu1_1", "pool2")
     assert config.style_layer_weights == (0.5, 0.5)
+
+
+def test_stage_shapes_keep_the_aspect():
+    from jaxstyle.stylize import stage_shapes
+
+    assert stage_shapes(384, 512, (128, 256)) == [(96, 128), (192, 256), (384, 512)]
+    assert stage_shapes(512, 300, ()) == [(512, 300)]
+    with pytest.raises(ValueError, match="smaller than the output's longest side 512"):
+        stage_shapes(384, 512, (256, 512))
+
+
+def test_coarse_to_fine_runs_each_stage_and_starts_from_the_previous(random_vgg):
+    content, style = smooth_image(48, 64, seed=1), smooth_image(40, 40, seed=2)
+    config = StyleConfig(**{**SMALL, "iterations": 3}, scales=(32,), scale_iterations=4)
+    seen = []
+    result = stylize(content, style, config=config, vgg=random_vgg,
+                     callback=lambda p: seen.append((p.step, p.total, p.image().shape)), callback_every=2)
+    assert result.image.shape == content.shape and result.status == "done"
+    assert result.steps == 7 and result.loss_history.shape == (7,)
+    assert seen == [(2, 7, (24, 32, 3)), (4, 7, (24, 32, 3)), (6, 7, (48, 64, 3)), (7, 7, (48, 64, 3))]
+    # the full-size stage starts from the coarse result, not from the content
+    coarse_only = stylize(content, style, config=StyleConfig(**{**SMALL, "iterations": 0}, scales=(32,),
+                                                             scale_iterations=4), vgg=random_vgg)
+    single = stylize(content, style, config=StyleConfig(**{**SMALL, "iterations": 0}), vgg=random_vgg)
+    np.testing.assert_allclose(single.image, content, atol=1e-6)
+    assert np.abs(coarse_only.image - content).max() > 1e-2
+    assert result.losses["total"] < result.loss_history[4]  # the full-size stage improved its start
+
+
+def test_bfloat16_precision_tracks_float32(random_vgg, pair):
+    content, style = pair
+    f32 = stylize(content, style, config=StyleConfig(**SMALL), vgg=random_vgg)
+    bf16 = stylize(content, style, config=StyleConfig(**SMALL, precision="bfloat16"), vgg=random_vgg)
+    assert bf16.status == "done" and bf16.image.dtype == np.float32
+    # bfloat16 has 8 mantissa bits: the objective agrees to about 1%, the images to a few levels
+    np.testing.assert_allclose(bf16.loss_history[0], f32.loss_history[0], rtol=0.03)
+    assert np.abs(bf16.image - f32.image).mean() < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        StyleConfig(precision="float16")
+
+
+def test_nan_injected_mid_run_stops_with_the_last_finite_image(random_vgg, pair):
+    content, style = pair
+    # the content term is 0 at the start (x = content) and overflows to inf once x moves; Adam has
+    # no line search to back away from it (L-BFGS's backtracking refuses non-finite trial points)
+    config = StyleConfig(**{**SMALL, "iterations": 20}, content_weight=3e38, content_layer_weights=(3e38,),
+                         optimizer="adam")
+    result = stylize(content, style, config=config, vgg=random_vgg, callback_every=5)
+    assert result.status == "nonfinite"
+    assert 1 <= result.steps < 20 and np.isfinite(result.loss_history).all()
+    assert np.isfinite(result.image).all() and result.image.min() >= 0 and result.image.max() <= 1

@@ -143,3 +143,23 @@ def test_pool2x2_value_and_gradient_equal_reduce_window(mode):
     theirs, theirs_vjp = through(lambda v: reference(v, (2, 2), strides=(2, 2), padding="VALID"))
     np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_allclose(ours_vjp(cotangent)[0], theirs_vjp(cotangent)[0], rtol=0, atol=1e-7)
+
+
+def test_remat_changes_neither_values_nor_gradients(random_weights):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstyle.vgg import VGG19Features
+
+    params = random_weights.to_vgg().params
+    x = jnp.asarray(smooth_image(40, 48, seed=3)[None] * 255 - 120)
+    layers = ("relu1_1", "relu3_1", "relu4_2")
+
+    def loss(remat):
+        net = VGG19Features(layers=layers, remat=remat)
+        return lambda v: sum(jnp.sum(f * f) for f in net.apply({"params": params}, v).values())
+
+    value, grad = jax.value_and_grad(loss(False))(x)
+    value_remat, grad_remat = jax.value_and_grad(loss(True))(x)
+    np.testing.assert_allclose(value_remat, value, rtol=1e-6)
+    np.testing.assert_allclose(grad_remat, grad, rtol=1e-5, atol=1e-5 * float(jnp.abs(grad).max()))

@@ -211,3 +211,59 @@ def test_garbage_files(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(WeightsError, match=message):
         read_weights(path)
+
+
+def test_killed_mid_download_leaves_no_cache_and_a_truncated_one_is_refused(tmp_path):
+    """A fetch killed while downloading caches nothing; a download cut short fails its md5."""
+    import http.server
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    sent = threading.Event()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(80 << 20))
+            self.end_headers()
+            try:
+                for _ in range(3):
+                    self.wfile.write(b"\0" * (1 << 16))
+                    self.wfile.flush()
+                sent.set()
+                if self.server.hang:
+                    time.sleep(30)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.hang = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache = tmp_path / "cache"
+    env = {**os.environ, "JAXSTYLE_CACHE": str(cache),
+           "JAXSTYLE_KERAS_URL": f"http://127.0.0.1:{server.server_address[1]}/w.h5"}
+    code = "from jaxstyle.fetch import fetch_weights; fetch_weights(sources=('keras',))"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root)
+        assert sent.wait(120)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert not (cache / "vgg19.npz").exists()
+        assert not [p for p in cache.rglob("*") if p.is_file() and not p.parent.name.startswith(".fetch-")]
+        server.hang = False  # now the server closes the connection after 192 KiB of 80 MiB
+        proc = subprocess.run([sys.executable, "-m", "jaxstyle", "weights", "fetch", "--source", "keras"],
+                              env=env, cwd=root, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "download failed" in proc.stderr or "md5" in proc.stderr, proc.stderr
+        assert not (cache / "vgg19.npz").exists()
+    finally:
+        server.shutdown()

@@ -1,0 +1,58 @@
+"""The memory estimate: close to XLA's analysis of the compiled loop; absurd sizes refused fast."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxstyle import StyleConfig
+from jaxstyle.cli import main
+from jaxstyle.memory import WontFitError, check_fits, compiled_bytes, estimate_bytes
+
+
+@pytest.mark.parametrize("config", [StyleConfig(), StyleConfig(remat=True), StyleConfig(optimizer="adam"),
+                                    StyleConfig(precision="bfloat16")],
+                         ids=["default", "remat", "adam", "bfloat16"])
+def test_estimate_is_within_25_percent_of_the_compiled_analysis(random_vgg, config):
+    compiled = compiled_bytes(random_vgg, 192, 256, config)
+    if compiled is None:
+        pytest.skip("this backend gives no memory analysis")
+    estimate = estimate_bytes(192, 256, config)
+    assert 0.75 < estimate / compiled < 1.25, (estimate, compiled)
+
+
+def test_estimate_grows_with_pixels_and_batch():
+    small, large = estimate_bytes(256, 256, StyleConfig()), estimate_bytes(1024, 1024, StyleConfig())
+    assert 10 < large / small < 16
+    assert estimate_bytes(256, 256, StyleConfig(), batch=4) > 2.5 * small
+
+
+def test_absurd_size_is_refused_before_anything_runs(weights_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(content)
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(style)
+    out = tmp_path / "out.png"
+    start = time.perf_counter()
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--size", "400000"]) == 2
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs about" in err[0] and "try a smaller --size, --remat" in err[0], err
+    assert str(content) in err[0] and not out.exists()
+    with pytest.raises(WontFitError):
+        check_fits(300000, 400000, StyleConfig(), "x")
+
+
+def test_plan_prints_stages_and_memory(weights_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
+    content = tmp_path / "c.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(content)
+    assert main(["plan", str(content), "--scales", "128,256", "--scale-iterations", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "output: 256x192 px; stages: 128x96 (50 steps), 256x192 (300 steps)" in out
+    assert "memory estimate:" in out and "fits" in out
+    assert main(["plan", str(content), "--size", "400000"]) == 1
+    assert "does NOT fit" in capsys.readouterr().out
