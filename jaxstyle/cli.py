@@ -103,6 +103,11 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="coarse-to-fine from PX up to --size in steps of sqrt(2)")
     st.add_argument("--scale-iterations", type=_non_negative_int, default=None, metavar="N",
                     help="steps at each coarser stage (default: --iterations)")
+    st.add_argument("--style-size", type=_positive_int, default=None, metavar="PX",
+                    help="longest side of the style image (default: the output's, --size)")
+    st.add_argument("--style-scale", type=float, default=None, metavar="F",
+                    help="longest side of the style image as a multiple of --size (0.5: the style's "
+                         "strokes and patterns come out half as large; 2: twice)")
     st.add_argument("--precision", choices=PRECISIONS, default="float32",
                     help="network compute dtype; Gram matrices and losses stay float32")
     st.add_argument("--remat", action="store_true",
@@ -237,6 +242,16 @@ def _resolve_scales(args) -> None:
         args.coarse_scales = tuple(scales)
 
 
+def _style_size(args) -> int:
+    if args.style_size and args.style_scale:
+        raise ValueError("give --style-size or --style-scale, not both")
+    if args.style_scale is not None:
+        if not 0 < args.style_scale <= 16:
+            raise ValueError(f"--style-scale must be in (0, 16], got {args.style_scale}")
+        return max(1, round(args.size * args.style_scale))
+    return args.style_size or args.size
+
+
 def _config(args) -> StyleConfig:
     _resolve_scales(args)
     return StyleConfig(
@@ -292,6 +307,7 @@ def _batch(args) -> int:
 
     try:
         report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=args.batch_size,
+                           style_size=_style_size(args),
                            report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
                            report_extra={"process": index, "process_count": count})
     finally:
@@ -345,11 +361,12 @@ def _stylize(args) -> int:
     # from the headers, before any pixel is decoded or resized
     content_shape = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
     check_image_size(*content_shape, config.all_layers, f"{args.content}: content image")
-    check_image_size(*image_io.fitted_shape(*image_io.image_size(args.style), args.size), config.style_layers,
+    style_size = _style_size(args)
+    check_image_size(*image_io.fitted_shape(*image_io.image_size(args.style), style_size), config.style_layers,
                      f"{args.style}: style image")
     memory.check_fits(*content_shape, config, str(args.content))
     content = image_io.load_image(args.content, max_size=args.size)
-    style = image_io.load_image(args.style, max_size=args.size)
+    style = image_io.load_image(args.style, max_size=style_size)
     init_image = None
     if args.init not in INITS:
         init_image = image_io.resize_to(image_io.load_image(args.init), *content.shape[:2])

@@ -217,3 +217,20 @@ def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
         assert image.size == (32, 24)
     else:
         assert not out.exists()
+
+
+def test_style_size_and_scale(env, images, tmp_path, capsys, monkeypatch):
+    import jaxstyle.stylize as stylize_module
+
+    seen = []
+    real = stylize_module.stylize
+    monkeypatch.setattr(stylize_module, "stylize", lambda c, s, **kw: seen.append(s.shape) or real(c, s, **kw))
+    content, style = images  # the style is 40x40
+    for extra, shape in ((["--style-size", "20"], (20, 20, 3)), (["--style-scale", "0.5"], (16, 16, 3)),
+                         ([], (32, 32, 3))):
+        out = tmp_path / f"out{len(seen)}.png"
+        assert main(["stylize", str(content), str(style), "-o", str(out), *FAST, *extra]) == 0
+        assert seen[-1] == shape
+    assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "x.png"), *FAST, "--style-size", "20",
+                 "--style-scale", "2"]) == 2
+    assert "give --style-size or --style-scale, not both" in one_line_error(capsys)
