@@ -63,9 +63,12 @@ def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1)
 
 
 def available_bytes(device: jax.Device | None = None) -> tuple[int, str]:
-    """(bytes, description) of the memory a run may use on ``device`` (default: the first)."""
-    device = device or jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    """(bytes, description) of the memory a run may use on ``device`` (default: this process's first)."""
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats()
+    except (AttributeError, jax.errors.JaxRuntimeError):  # a backend without stats, a remote device
+        stats = None
     if stats and stats.get("bytes_limit"):
         free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
         return free, f"{device.device_kind} memory"

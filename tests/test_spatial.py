@@ -13,7 +13,7 @@ SPATIAL = textwrap.dedent("""
     import numpy as np, jax
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle import StyleConfig, stylize
-    from jaxstyle.sharding import spatial_grid
+    from jaxstyle.sharding import spatial_grid, spatial_mesh
     from tests.conftest import random_layers, smooth_image
     from jaxstyle.vgg import CAFFE_PREPROCESSING
     from jaxstyle.weights import VGGWeights
