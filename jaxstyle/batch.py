@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.stylize import (
@@ -35,6 +36,7 @@ from jaxstyle.stylize import (
     advance,
     content_targets,
     drive,
+    initial_image,
     loss_terms,
     start_state,
     style_targets,
@@ -104,6 +106,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     """
     if config.scales:
         raise ValueError("coarse-to-fine scales are not supported by batch runs yet; use stylize, or no scales")
+    if config.style_blend is not None:
+        raise ValueError("style blends are not supported by batch runs yet (one style per pair); use stylize")
     if vgg is None:
         from jaxstyle.fetch import load_vgg19
 
@@ -132,20 +136,28 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     keys = [id(style) for style in styles] if style_keys is None else list(style_keys)
     if len(keys) != n:
         raise ValueError(f"expected {n} style keys (one per pair), got {len(keys)}")
-    style_grams = []
+    # With preserve_colors the style a pair sees depends on its content: no sharing then.
+    originals = contents
+    style_grams, first_styles, prepared = [], [], []
     for i, (style, key) in enumerate(zip(styles, keys)):
         cache_key = (key, program.style_layers, program.pooling, program.prep, id(vgg))
-        if cache_key not in gram_cache:
-            checked = _check_image(style, f"style image {i}")
+        if cache_key not in gram_cache or config.preserve_colors or config.init == "style":
+            checked = np.asarray(_check_image(style, f"style image {i}"))
             check_image_size(*checked.shape[:2], config.style_layers, f"style image {i}")
-            gram_cache[cache_key] = _style_targets(vgg.params, checked, program)
-        style_grams.append(gram_cache[cache_key])
-
-    if config.init == "noise":
-        x0 = np.stack([np.asarray(jax.random.uniform(jax.random.key(s), contents.shape[1:], jnp.float32))
-                       for s in seeds])
-    else:
-        x0 = contents
+            content_i, (checked,) = color.prepare(originals[i], [checked], config.preserve_colors)
+            prepared.append(content_i)
+            first_styles.append(checked)
+            grams = _style_targets(vgg.params, jnp.asarray(checked), program)
+            if not config.preserve_colors:
+                gram_cache[cache_key] = grams
+        else:
+            prepared.append(originals[i])
+            grams = gram_cache[cache_key]
+        style_grams.append(grams)
+    contents = np.stack(prepared)
+    x0 = np.stack([np.asarray(initial_image(jnp.asarray(contents[i]), config,
+                                            style=jnp.asarray(first_styles[i]) if config.init == "style" else None,
+                                            seed=seeds[i])) for i in range(n)])
     weights = {"content_weight": cw, "style_weight": sw,
                "tv_weight": np.full(n, config.tv_weight, np.float32),
                "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
@@ -166,7 +178,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     failed = np.asarray(state.nonfinite)
     final_x = jnp.where(jnp.asarray(failed)[:, None, None, None], state.last_finite, state.x)
     terms = jax.tree.map(np.asarray, _batched_evaluate(params, final_x, targets, batch["weights"], program))
-    images = np.asarray(jnp.clip(final_x, 0.0, 1.0))
+    images = np.asarray(jnp.clip(final_x, 0.0, 1.0))[:n]
+    images = np.stack([color.finish(images[i], originals[i], config.preserve_colors) for i in range(n)])
     steps = np.asarray(state.steps)
     seconds = time.perf_counter() - start
     return [StyleResult(image=images[i], loss_history=history[i, : steps[i]],

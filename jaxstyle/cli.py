@@ -13,8 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
-from jaxstyle import fetch, image_io, memory, weights
+from jaxstyle import fetch, image_io, memory, plot, weights
 from jaxstyle.config import (
+    COLOR_MODES,
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
     INITS,
@@ -126,6 +127,15 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="one weight per content layer (default: equal, summing to 1)")
     st.add_argument("--style-layer-weights", type=_floats, default=None,
                     help="one weight per style layer (default: equal, summing to 1)")
+    st.add_argument("--normalize-gradients", action="store_true",
+                    help="divide each loss layer's gradient by its L1 norm before weighting it "
+                         "(jcjohnson/neural-style); best with --optimizer adam")
+    st.add_argument("--preserve-colors", choices=COLOR_MODES, default=None,
+                    help="keep the content's colours: 'luminance' transfers style on luminance only and "
+                         "puts the content's chroma back; 'histogram' recolours the style image to the "
+                         "content's colour mean and covariance first")
+    st.add_argument("--init-noise-blend", type=float, default=0.0, metavar="A",
+                    help="start from (1 - A) * init + A * uniform noise (seeded by --seed)")
     st.add_argument("--pooling", choices=("max", "avg"), default="max")
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--weights", default=None, help="VGG-19 weights file (default: $JAXSTYLE_WEIGHTS, "
@@ -141,10 +151,22 @@ def _build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stylize", help="render CONTENT in the style of STYLE",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     st.add_argument("content", help="content image (any Pillow-readable format)")
-    st.add_argument("style", help="style image")
-    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
+    st.add_argument("style", nargs="+", help="style image(s); several are blended (--style-blend) or "
+                    "given regions (--content-mask)")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit)")
     _add_style_options(st)
-    st.add_argument("--init", default="content", help="content, noise, or an image PATH")
+    st.add_argument("--style-blend", type=_floats, default=None, metavar="W1,W2,...",
+                    help="one weight per style image (normalised to sum to 1; default equal): the style "
+                         "targets are the blend of the images' Gram matrices")
+    st.add_argument("--content-mask", default=None, metavar="PATH",
+                    help="grey image in the content's frame that gives each region its own style: "
+                         "white takes the first style, black the last, even greys between")
+    st.add_argument("--style-masks", type=_csv, default=None, metavar="M1,M2,...",
+                    help="one mask per style image: the part of it whose style counts (white: use)")
+    st.add_argument("--init", default="content", help="content, noise, style (the first style image), "
+                    "or an image PATH")
+    st.add_argument("--plot", default=None, metavar="PATH.png",
+                    help="write the loss curves (total, content, style, TV) there (needs matplotlib)")
     st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
                     help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
     st.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -262,7 +284,8 @@ def _config(args) -> StyleConfig:
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
         init=getattr(args, "init", "content") if getattr(args, "init", None) in INITS else "content",
-        seed=args.seed)
+        seed=args.seed, style_blend=getattr(args, "style_blend", None), preserve_colors=args.preserve_colors,
+        init_noise_blend=getattr(args, "init_noise_blend", 0.0), normalize_gradients=args.normalize_gradients)
 
 
 def _batch(args) -> int:
@@ -351,22 +374,45 @@ def _stylize(args) -> int:
     output = Path(args.output)
     image_io.check_output_path(output)
     _refuse_overwrite(output, args.overwrite)
-    for src in (args.content, args.style) + ((args.init,) if args.init not in INITS else ()):
-        if Path(src).exists() and output.exists() and output.samefile(src):
-            raise ValueError(f"{output}: output would overwrite input {src}")
+    style_masks = list(args.style_masks) if args.style_masks else None
+    if style_masks is not None and len(style_masks) != len(args.style):
+        raise ValueError(f"--style-masks: expected {len(args.style)} masks (one per style image), "
+                         f"got {len(style_masks)}")
+    if args.content_mask and len(args.style) < 2:
+        raise ValueError("--content-mask splits the image between styles: give at least two style images")
+    inputs = [args.content, *args.style, *(style_masks or []), *([args.content_mask] if args.content_mask else []),
+              *([args.init] if args.init not in INITS else [])]
+    for target in (output, Path(args.plot) if args.plot else None):
+        for src in inputs:
+            if target is not None and Path(src).exists() and target.exists() and target.samefile(src):
+                raise ValueError(f"{target}: output would overwrite input {src}")
+    if args.plot:
+        plot.require_matplotlib()
+        if Path(args.plot).suffix.lower() != ".png":
+            raise ValueError(f"{args.plot}: --plot writes a .png")
+        _refuse_overwrite(Path(args.plot), args.overwrite)
     steps_dir = output.with_name(f"{output.stem}_steps")
     if args.save_every and steps_dir.exists() and any(steps_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
     config = _config(args)
+    config.blend_weights(len(args.style))  # one weight per style image, or say so now
     # from the headers, before any pixel is decoded or resized
     content_shape = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
     check_image_size(*content_shape, config.all_layers, f"{args.content}: content image")
     style_size = _style_size(args)
-    check_image_size(*image_io.fitted_shape(*image_io.image_size(args.style), style_size), config.style_layers,
-                     f"{args.style}: style image")
+    for path in args.style:
+        check_image_size(*image_io.fitted_shape(*image_io.image_size(path), style_size), config.style_layers,
+                         f"{path}: style image")
     memory.check_fits(*content_shape, config, str(args.content))
     content = image_io.load_image(args.content, max_size=args.size)
-    style = image_io.load_image(args.style, max_size=style_size)
+    styles = [image_io.load_image(path, max_size=style_size) for path in args.style]
+    content_mask = None
+    if args.content_mask:
+        content_mask = image_io.resize_to(image_io.load_image(args.content_mask), *content.shape[:2])
+    masks = None
+    if style_masks:
+        masks = [image_io.resize_to(image_io.load_image(path), *style.shape[:2])
+                 for path, style in zip(style_masks, styles)]
     init_image = None
     if args.init not in INITS:
         init_image = image_io.resize_to(image_io.load_image(args.init), *content.shape[:2])
@@ -403,8 +449,9 @@ def _stylize(args) -> int:
         _log(args, f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over "
                    f"{len(jax.local_devices())} device(s)")
     try:
-        result = stylize(content, style, config=config, vgg=vgg, init_image=init_image,
-                         callback=on_progress, callback_every=every, mesh=mesh)
+        result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image,
+                         callback=on_progress, callback_every=every, mesh=mesh, content_mask=content_mask,
+                         style_masks=masks, track_terms=bool(args.plot))
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -421,6 +468,10 @@ def _stylize(args) -> int:
         if bar is not None:
             bar.close()
     image_io.save_image(output, result.image)
+    if args.plot:
+        names = ", ".join(Path(p).name for p in args.style)
+        plot.plot_losses(args.plot, result.loss_history, result.term_history,
+                         title=f"{Path(args.content).name} in the style of {names}")
     h, w = result.image.shape[:2]
     if result.status != "done":
         _log(args, f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; "

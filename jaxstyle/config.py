@@ -7,7 +7,8 @@ import dataclasses
 from jaxstyle.vgg import canonical_layer
 
 OPTIMIZERS = ("lbfgs", "jaxopt-lbfgs", "adam")
-INITS = ("content", "noise")
+INITS = ("content", "noise", "style")
+COLOR_MODES = ("luminance", "histogram")
 PRECISIONS = ("float32", "bfloat16")
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -57,6 +58,15 @@ class StyleConfig:
     ``iterations`` steps. ``precision="bfloat16"`` runs the network in bfloat16 with Gram
     matrices and losses accumulated in float32. ``remat`` recomputes each VGG block's inner
     activations in the backward pass instead of keeping them (less memory, more compute).
+
+    Artist controls: ``style_blend`` weighs several style images (normalised to sum to 1;
+    default equal): the style target of each layer is the blend of their Gram matrices.
+    ``preserve_colors`` is ``"luminance"`` or ``"histogram"`` (see :mod:`jaxstyle.color`).
+    ``init`` is ``"content"``, ``"noise"`` or ``"style"`` (the first style image, resized),
+    and ``init_noise_blend`` mixes that start with uniform noise: ``(1 - a) init + a noise``.
+    ``normalize_gradients`` divides each loss layer's gradient by its L1 norm before
+    weighting it (jcjohnson/neural-style); the loss value is unchanged, so the gradient is
+    no longer the loss's: it suits Adam better than L-BFGS's line search.
     """
 
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
@@ -77,6 +87,10 @@ class StyleConfig:
     scale_iterations: int | None = None
     precision: str = "float32"
     remat: bool = False
+    style_blend: tuple[float, ...] | None = None
+    preserve_colors: str | None = None
+    init_noise_blend: float = 0.0
+    normalize_gradients: bool = False
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -116,6 +130,28 @@ class StyleConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
         set_("seed", int(self.seed))
+        if self.style_blend is not None:
+            blend = tuple(float(w) for w in self.style_blend)
+            if not blend or any(not w >= 0 or w == float("inf") for w in blend) or sum(blend) <= 0:
+                raise ValueError(f"expected style_blend to be finite weights >= 0 with a positive sum, "
+                                 f"got {self.style_blend!r}")
+            set_("style_blend", tuple(w / sum(blend) for w in blend))
+        if self.preserve_colors is not None and self.preserve_colors not in COLOR_MODES:
+            raise ValueError(f"expected preserve_colors in {COLOR_MODES} or None, got {self.preserve_colors!r}")
+        blend = float(self.init_noise_blend)
+        if not 0.0 <= blend <= 1.0:
+            raise ValueError(f"expected init_noise_blend in [0, 1], got {self.init_noise_blend!r}")
+        set_("init_noise_blend", blend)
+        set_("normalize_gradients", bool(self.normalize_gradients))
+
+    def blend_weights(self, styles: int) -> tuple[float, ...]:
+        """One weight per style image, summing to 1 (``style_blend``, or equal)."""
+        if self.style_blend is None:
+            return tuple(1.0 / styles for _ in range(styles))
+        if len(self.style_blend) != styles:
+            raise ValueError(f"expected {styles} style blend weights (one per style image), "
+                             f"got {len(self.style_blend)}")
+        return self.style_blend
 
     @property
     def total_iterations(self) -> int:

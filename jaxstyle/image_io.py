@@ -6,12 +6,17 @@ palette and alpha images composited over white, CMYK converted, 16-bit and
 32-bit integer images scaled from 0-65535, float images taken as [0, 1].
 Images whose header claims more than ``MAX_PIXELS`` are refused before decoding.
 
-Writing: PNG or JPEG by extension, to a temporary file beside the target that is
-renamed over it only once complete (no half-written output on interruption).
+Reading TIFF goes through tifffile first (Pillow cannot read 16-bit RGB TIFF): 8-bit,
+16-bit and float samples, the first page, RGB(A) or grey.
+
+Writing: PNG, JPEG (8-bit) or TIFF (16-bit RGB, keeps the optimiser's precision) by
+extension, to a temporary file beside the target that is renamed over it only once
+complete (no half-written output on interruption).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -22,7 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from jaxstyle.files import atomic_write
 
 MAX_PIXELS = 100_000_000
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -63,6 +69,9 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, expected an image file")
+    tiff = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else None
+    if tiff is not None:
+        return resize_image(tiff, max_size) if max_size else tiff
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -88,6 +97,40 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(f"{path}: image has no pixels")
     return resize_image(array, max_size) if max_size else array
+
+
+def _read_tiff(path: Path) -> np.ndarray | None:
+    """RGB float32 [H, W, 3] in [0, 1] from a TIFF via tifffile; None to let Pillow try."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            shape = page.shape
+            if page.imagewidth * page.imagelength > MAX_PIXELS:
+                raise ImageError(f"{path}: refused before decoding: its header claims more than the "
+                                 f"{MAX_PIXELS:,}-pixel limit")
+            if page.photometric not in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.MINISBLACK) or len(
+                    shape) not in (2, 3) or page.planarconfig != tifffile.PLANARCONFIG.CONTIG:
+                return None
+            array = page.asarray()
+    except ImageError:
+        raise
+    except Exception:  # noqa: BLE001 - anything tifffile cannot read is Pillow's to judge
+        return None
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float64) / np.iinfo(array.dtype).max
+    array = np.clip(np.nan_to_num(np.asarray(array, np.float64)), 0.0, 1.0)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] in (2, 4):  # alpha: composite over white, like Pillow's path
+        alpha = array[..., -1:]
+        array = array[..., :-1] * alpha + (1.0 - alpha)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    if array.shape[-1] != 3 or array.shape[0] < 1 or array.shape[1] < 1:
+        return None
+    return array.astype(np.float32)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -160,12 +203,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (by extension), atomically."""
+    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (8-bit) or TIFF (16-bit), by extension, atomically."""
     path = Path(path)
     fmt = check_output_path(path)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an image float [H, W, 3], got shape {image.shape}")
+    if fmt == "TIFF":
+        import tifffile
+
+        data = (np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, data, photometric="rgb", compression="zlib")
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+        return
     pil = Image.fromarray(to_uint8(image), mode="RGB")
     options = {"quality": 95} if fmt == "JPEG" else {}
     atomic_write(path, lambda f: pil.save(f, format=fmt, **options))

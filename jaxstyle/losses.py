@@ -80,3 +80,52 @@ def weighted_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping
     weights = jnp.asarray(layer_weights, jnp.float32)
     return sum(weights[i] * style_layer_loss(features[n], target_grams[n])
                for i, n in enumerate(layers))
+
+
+@jax.jit
+def masked_gram_matrix(features: ArrayLike, mask: ArrayLike) -> jax.Array:
+    """[h, w, C], [h, w] -> [C, C], ``F^T diag(m) F / sum(m)``: the Gram matrix of a soft region.
+
+    An all-ones mask gives :func:`gram_matrix`; an empty region gives zeros."""
+    f = jnp.asarray(features)
+    h, w, c = f.shape
+    acc = _accumulation_dtype(f)
+    m = jnp.asarray(mask, acc).reshape(h * w)
+    flat = f.reshape(h * w, c)
+    gram = jnp.einsum("mi,mj->ij", flat * m[:, None].astype(f.dtype), flat, preferred_element_type=acc)
+    return gram / jnp.maximum(jnp.sum(m), 1e-6)
+
+
+@jax.jit
+def masked_style_layer_loss(features: ArrayLike, masks: ArrayLike, target_grams: ArrayLike) -> jax.Array:
+    """``sum_r mean(m_r) * mean((G_r - A_r)^2) / 4`` over regions r (Gatys et al. 2017, spatial control).
+
+    features [h, w, C]; masks [R, h, w] (summing to 1 at each pixel); target_grams [R, C, C].
+    Each region's term is weighted by its share of the image, so one all-ones region equals
+    :func:`style_layer_loss`."""
+    grams = jax.vmap(masked_gram_matrix, in_axes=(None, 0))(features, masks)
+    diff = grams - jnp.asarray(target_grams).astype(grams.dtype)
+    shares = jnp.mean(jnp.asarray(masks, grams.dtype), axis=(1, 2))
+    return 0.25 * jnp.sum(shares * jnp.mean(diff * diff, axis=(1, 2)))
+
+
+@jax.custom_vjp
+def normalized_gradient(x: jax.Array, scale: jax.Array) -> jax.Array:
+    """Identity whose backward pass rescales the incoming gradient ``g`` to ``scale * g / (|g|_1 + 1e-8)``.
+
+    jcjohnson/neural-style's ``-normalize_gradients``: each loss layer's gradient is divided by its
+    L1 norm before it is weighted, so every layer pushes with the strength of its weight alone.
+    ``scale`` must be the weight the loss term is multiplied by after this function."""
+    return x
+
+
+def _normalized_gradient_fwd(x, scale):
+    return x, scale
+
+
+def _normalized_gradient_bwd(scale, g):
+    norm = jnp.sum(jnp.abs(g.astype(jnp.float32)))
+    return (g * (scale / (norm + 1e-8)).astype(g.dtype), jnp.zeros_like(scale))
+
+
+normalized_gradient.defvjp(_normalized_gradient_fwd, _normalized_gradient_bwd)

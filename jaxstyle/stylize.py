@@ -29,8 +29,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxstyle import color
 from jaxstyle.config import StyleConfig
-from jaxstyle.losses import gram_matrix, total_variation, weighted_content_loss, weighted_style_loss
+from jaxstyle.losses import (
+    gram_matrix,
+    masked_gram_matrix,
+    masked_style_layer_loss,
+    normalized_gradient,
+    total_variation,
+    weighted_content_loss,
+    weighted_style_loss,
+)
+from jaxstyle.masks import layer_masks, region_masks
 from jaxstyle.optimize import LoopState, init_loop, make_optimizer, run_steps
 from jaxstyle.vgg import VGG19, Preprocessing, VGG19Features, check_image_size, preprocess
 
@@ -51,16 +61,19 @@ class _Program:
     chunk: int
     precision: str = "float32"
     remat: bool = False
+    normalize_gradients: bool = False
+    regions: int = 0  # > 0: the style loss is masked into this many regions (targets["masks"])
 
     @classmethod
-    def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int) -> _Program:
+    def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int, regions: int = 0) -> _Program:
         """The program of a run whose loop is compiled in chunks of ``callback_every`` steps."""
         if int(callback_every) < 1:
             raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
         longest_stage = max(config.iterations, config.scale_iterations if config.scales else 0, 1)
         return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing, config.optimizer,
                    config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, longest_stage)),
-                   precision=config.precision, remat=config.remat)
+                   precision=config.precision, remat=config.remat,
+                   normalize_gradients=config.normalize_gradients, regions=regions)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -80,9 +93,18 @@ def content_targets(params, content: jax.Array, program: _Program) -> dict:
     return _features(params, content, program, program.content_layers)
 
 
-def style_targets(params, style: jax.Array, program: _Program) -> dict:
-    """Style Gram matrices of one image (any size): {layer: [C, C]}."""
-    return {k: gram_matrix(v) for k, v in _features(params, style, program, program.style_layers).items()}
+def style_targets(params, style: jax.Array, program: _Program, mask: jax.Array | None = None) -> dict:
+    """Style Gram matrices of one image (any size): {layer: [C, C]}; with ``mask`` [H, W]
+    (the style image's own mask) the Gram matrices of that region only."""
+    feats = _features(params, style, program, program.style_layers)
+    if mask is None:
+        return {k: gram_matrix(v) for k, v in feats.items()}
+    masks = layer_masks(mask[None], program.style_layers)
+    return {k: masked_gram_matrix(v, masks[k][0]) for k, v in feats.items()}
+
+
+content_targets_jit = jax.jit(content_targets, static_argnames=("program",))
+style_targets_jit = jax.jit(style_targets, static_argnames=("program",))
 
 
 @partial(jax.jit, static_argnames=("program",))
@@ -96,10 +118,20 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, program: _Pro
     """Weighted objective terms at the iterate ``x`` (see module docstring)."""
     image = jnp.clip(x, 0.0, 1.0)
     feats = _features(params, image, program, program.layers)
-    content = weighted_content_loss(feats, targets["content"], program.content_layers,
+    content_feats = style_feats = feats
+    if program.normalize_gradients:  # each layer's gradient scaled to L1 norm = its weight
+        scales = weights["content_weight"] * weights["content_layer_weights"]
+        content_feats = {n: normalized_gradient(feats[n], scales[i]) for i, n in enumerate(program.content_layers)}
+        scales = weights["style_weight"] * weights["style_layer_weights"]
+        style_feats = {n: normalized_gradient(feats[n], scales[i]) for i, n in enumerate(program.style_layers)}
+    content = weighted_content_loss(content_feats, targets["content"], program.content_layers,
                                     weights["content_layer_weights"])
-    style = weighted_style_loss(feats, targets["style"], program.style_layers,
-                                weights["style_layer_weights"])
+    if program.regions:
+        style = sum(weights["style_layer_weights"][i] * masked_style_layer_loss(
+            style_feats[n], targets["masks"][n], targets["style"][n]) for i, n in enumerate(program.style_layers))
+    else:
+        style = weighted_style_loss(style_feats, targets["style"], program.style_layers,
+                                    weights["style_layer_weights"])
     outside = x - image
     terms = {"content": weights["content_weight"] * content,
              "style": weights["style_weight"] * style,
@@ -141,10 +173,12 @@ class Progress:
     total: int
     loss: float
     _state: LoopState
+    _finish: Callable[[np.ndarray], np.ndarray] | None = None
 
     def image(self) -> np.ndarray:
-        """The current image, float32 [H, W, 3] in [0, 1]."""
-        return np.asarray(jnp.clip(self._state.x, 0.0, 1.0))
+        """The current image, float32 [H, W, 3] in [0, 1] (colours restored under ``preserve_colors``)."""
+        image = np.asarray(jnp.clip(self._state.x, 0.0, 1.0))
+        return image if self._finish is None else self._finish(image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +186,8 @@ class StyleResult:
     """image: float32 [H, W, 3] RGB in [0, 1]. loss_history: float32 [steps], the total
     loss before each step. status: "done", or "nonfinite" when a loss was NaN/inf (the
     image is then the last one with a finite loss). losses: weighted terms of the
-    returned image (content, style, tv, range, total)."""
+    returned image (content, style, tv, range, total). term_history (with
+    ``track_terms``): one dict of weighted terms per chunk of steps, with its "step"."""
 
     image: np.ndarray
     loss_history: np.ndarray
@@ -160,6 +195,7 @@ class StyleResult:
     steps: int
     losses: dict
     seconds: float
+    term_history: tuple = ()
 
 
 def _check_image(array: ArrayLike, what: str) -> jax.Array:
@@ -172,6 +208,16 @@ def _check_image(array: ArrayLike, what: str) -> jax.Array:
     return jnp.asarray(np.clip(a, 0.0, 1.0))
 
 
+def _check_mask(array: ArrayLike, what: str) -> np.ndarray:
+    """A mask [H, W] (or an RGB image, taken by luminance) with values in [0, 1]."""
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim == 3 and a.shape[-1] == 3:
+        a = color.luminance(a).astype(np.float32)
+    if a.ndim != 2 or not np.isfinite(a).all() or a.min() < -1e-3 or a.max() > 1 + 1e-3:
+        raise ValueError(f"expected {what} as float [H, W] in [0, 1], got shape {a.shape}")
+    return np.clip(a, 0.0, 1.0)
+
+
 def loss_weights(config: StyleConfig) -> dict:
     return {"content_weight": jnp.float32(config.content_weight),
             "style_weight": jnp.float32(config.style_weight),
@@ -180,15 +226,27 @@ def loss_weights(config: StyleConfig) -> dict:
             "style_layer_weights": jnp.asarray(config.style_layer_weights, jnp.float32)}
 
 
-def initial_image(content: jax.Array, config: StyleConfig, init_image: ArrayLike | None) -> jax.Array:
+def initial_image(content: jax.Array, config: StyleConfig, init_image: ArrayLike | None = None,
+                  style: jax.Array | None = None, seed: int | None = None) -> jax.Array:
+    """The start of the optimisation: ``init_image``, or ``config.init`` (content, noise, or
+    ``style`` resized to the content's shape), mixed with uniform noise by ``config.init_noise_blend``."""
+    seed = config.seed if seed is None else seed
+    noise = lambda: jax.random.uniform(jax.random.key(seed), content.shape, jnp.float32)  # noqa: E731
     if init_image is not None:
-        init = _check_image(init_image, "init image")
-        if init.shape != content.shape:
-            raise ValueError(f"expected init image of shape {content.shape}, got {init.shape}")
-        return init
-    if config.init == "noise":
-        return jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
-    return content
+        start = _check_image(init_image, "init image")
+        if start.shape != content.shape:
+            raise ValueError(f"expected init image of shape {content.shape}, got {start.shape}")
+    elif config.init == "noise":
+        return noise()
+    elif config.init == "style":
+        if style is None:
+            raise ValueError("expected a style image for init='style'")
+        start = resize(jnp.asarray(style), content.shape[:2])
+    else:
+        start = jnp.asarray(content)
+    if config.init_noise_blend:
+        start = (1.0 - config.init_noise_blend) * start + config.init_noise_blend * noise()
+    return start
 
 
 def stage_shapes(height: int, width: int, scales: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -202,24 +260,44 @@ def stage_shapes(height: int, width: int, scales: tuple[int, ...]) -> list[tuple
 
 
 def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """Lanczos resize of [H, W, 3] in [0, 1] to ``shape`` (antialiased when shrinking), clipped to [0, 1]."""
+    """Lanczos resize of [H, W, C] in [0, 1] to ``shape`` (antialiased when shrinking), clipped to [0, 1]."""
     if tuple(image.shape[:2]) == tuple(shape):
         return image
     return jnp.clip(jax.image.resize(image, (*shape, image.shape[-1]), "lanczos3"), 0.0, 1.0)
 
 
-def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = StyleConfig(),
+def _scaled(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
+def _styles(style) -> list:
+    """One style image [H, W, 3] or a sequence of them -> a list."""
+    if isinstance(style, (list, tuple)):
+        return list(style)
+    a = np.asarray(style)
+    return [a] if a.ndim == 3 else list(a)
+
+
+def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: StyleConfig = StyleConfig(),
             vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
-            callback: Callable[[Progress], None] | None = None,
-            callback_every: int = 50, mesh: jax.sharding.Mesh | None = None) -> StyleResult:
+            callback: Callable[[Progress], None] | None = None, callback_every: int = 50,
+            mesh: jax.sharding.Mesh | None = None, content_mask: ArrayLike | None = None,
+            style_masks: list[ArrayLike | None] | None = None, track_terms: bool = False) -> StyleResult:
     """Render ``content`` in the style of ``style``.
 
-    content, style: float32 [H, W, 3] RGB in [0, 1] (sizes may differ).
+    content: float32 [H, W, 3] RGB in [0, 1]. style: one such image (any size) or a list of
+      them; several styles are blended with ``config.style_blend`` (their Gram matrices are).
     vgg: loaded network (default: :func:`jaxstyle.load_vgg19` with cached weights).
     init_image: optional start image, shape of content (overrides ``config.init``).
     callback: called after every ``callback_every`` steps of each stage and at the end.
     mesh: a 2-D ``("height", "width")`` mesh (:func:`jaxstyle.sharding.spatial_mesh`) to split
       the image over several devices, for images beyond one device's memory.
+    content_mask: [H, W] grey levels in [0, 1] (any size; resized to the content's) that give
+      each region of the output its own style image, instead of blending them
+      (:mod:`jaxstyle.masks`: with two styles, white takes the first, black the second).
+    style_masks: one mask (or None) per style image, [h, w] of that style image: the part of
+      it whose statistics count (white: use).
+    track_terms: also record the weighted loss terms after every chunk (``term_history``).
 
     With ``config.scales`` the run is coarse-to-fine: content and style are both shrunk by
     each stage's factor (the style keeps its size relative to the output), and every stage
@@ -230,44 +308,91 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
         from jaxstyle.fetch import load_vgg19
 
         vgg = load_vgg19()
-    content = _check_image(content, "content image")
-    style = _check_image(style, "style image")
-    shapes = stage_shapes(*content.shape[:2], config.scales)
+    original = np.asarray(_check_image(content, "content image"))
+    styles = [np.asarray(_check_image(s, f"style image {i + 1}" if i else "style image"))
+              for i, s in enumerate(_styles(style))]
+    if not styles:
+        raise ValueError("expected at least one style image, got none")
+    style_masks = [None] * len(styles) if style_masks is None else list(style_masks)
+    if len(style_masks) != len(styles):
+        raise ValueError(f"expected {len(styles)} style masks (one per style image), got {len(style_masks)}")
+    style_masks = [None if m is None else _check_mask(m, f"style mask {i + 1}") for i, m in enumerate(style_masks)]
+    for i, (m, s) in enumerate(zip(style_masks, styles)):
+        if m is not None and m.shape != s.shape[:2]:
+            style_masks[i] = np.asarray(resize(jnp.asarray(m)[..., None], s.shape[:2])[..., 0])
+    regions = None
+    if content_mask is not None:
+        if config.style_blend is not None:
+            raise ValueError("give a content mask or style blend weights, not both: the mask decides "
+                             "which style goes where")
+        regions = region_masks(_check_mask(content_mask, "content mask"), len(styles))  # [R, h, w]
+        regions = np.asarray(resize(jnp.asarray(np.moveaxis(regions, 0, -1)), original.shape[:2]))
+        regions = np.moveaxis(regions / np.maximum(regions.sum(-1, keepdims=True), 1e-6), -1, 0)
+    blend = jnp.asarray(config.blend_weights(len(styles)), jnp.float32)
+    content_opt, styles = color.prepare(original, styles, config.preserve_colors)
+    if init_image is not None and config.preserve_colors == "luminance":
+        init_image = color.grey(color.luminance(_check_image(init_image, "init image")))
+
+    shapes = stage_shapes(*original.shape[:2], config.scales)
     for h, w in shapes:
         at = "" if (h, w) == shapes[-1] else f" at the {max(h, w)} px scale"
         check_image_size(h, w, config.all_layers, f"content image{at}")
-        factor = h / content.shape[0]
-        check_image_size(max(1, round(style.shape[0] * factor)), max(1, round(style.shape[1] * factor)),
-                         config.style_layers, f"style image{at}")
-    program = _Program.build(config, vgg, callback_every)
+        for i, s in enumerate(styles):
+            check_image_size(*_scaled(s.shape, h / original.shape[0]), config.style_layers,
+                             f"style image{f' {i + 1}' if i else ''}{at}")
+    program = _Program.build(config, vgg, callback_every, regions=0 if regions is None else len(styles))
     start = time.perf_counter()
     params = vgg.params
     weights = loss_weights(config)
     total = config.total_iterations
-    x = initial_image(content, config, init_image)
+    x = initial_image(jnp.asarray(content_opt), config, init_image, style=jnp.asarray(styles[0]))
     if mesh is not None:
         from jaxstyle.sharding import replicate, shard_spatially
 
-        params, weights, style = replicate((params, weights, style), mesh)
+        params, weights = replicate((params, weights), mesh)
         place = partial(shard_spatially, mesh=mesh)
     else:
         place = lambda a: a  # noqa: E731
-    histories = []
+
+    def finish(image: np.ndarray) -> np.ndarray:  # the colours of the content, at the image's size
+        if config.preserve_colors != "luminance":
+            return image
+        return color.finish(image, np.asarray(resize(jnp.asarray(original), image.shape[:2])), "luminance")
+
+    histories, term_history = [], []
     for index, (h, w) in enumerate(shapes):
-        factor = h / content.shape[0]
-        style_shape = (max(1, round(style.shape[0] * factor)), max(1, round(style.shape[1] * factor)))
-        targets = compute_targets(params, place(resize(content, (h, w))), resize(style, style_shape),
-                                  program=program)
+        factor = h / original.shape[0]
+        content_targets_ = content_targets_jit(params, place(resize(jnp.asarray(content_opt), (h, w))),
+                                               program=program)
+        grams = []
+        for s, m in zip(styles, style_masks):
+            shape = _scaled(s.shape, factor)
+            mask = None if m is None else resize(jnp.asarray(m)[..., None], shape)[..., 0]
+            grams.append(style_targets_jit(params, resize(jnp.asarray(s), shape), program=program, mask=mask))
+        if regions is None:
+            style_targets_ = jax.tree.map(lambda *g: sum(b * gi for b, gi in zip(blend, g)), *grams)
+            targets = {"content": content_targets_, "style": style_targets_}
+        else:
+            stage_regions = jnp.moveaxis(resize(jnp.asarray(np.moveaxis(regions, 0, -1)), (h, w)), -1, 0)
+            targets = {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
+                       "masks": layer_masks(stage_regions / jnp.maximum(stage_regions.sum(0), 1e-6),
+                                            program.style_layers)}
         x = place(resize(jnp.clip(x, 0.0, 1.0), (h, w)) if index else resize(x, (h, w)))
         state = init_state(params, x, targets, weights, program=program)
         offset = sum(len(hist) for hist in histories)
         iterations = config.iterations if index == len(shapes) - 1 else config.scale_iterations
+
+        def on_chunk(done, st, last, offset=offset, targets=targets):
+            if track_terms:
+                terms = evaluate(params, st.x, targets, weights, program=program)
+                term_history.append({"step": offset + done, **{k: float(v) for k, v in terms.items()}})
+            if callback is not None:
+                callback(Progress(offset + done, total, float(last), st, finish))
+
         state, history = drive(lambda st, n, targets=targets: run_chunk(params, st, targets, weights, n,
                                                                         program=program),
                                state, iterations=iterations, chunk=program.chunk,
-                               on_chunk=None if callback is None else (
-                                   lambda done, st, last, offset=offset: callback(
-                                       Progress(offset + done, total, float(last), st))))
+                               on_chunk=on_chunk if callback is not None or track_terms else None)
         histories.append(history)
         failed = bool(state.nonfinite)
         x = state.last_finite if failed else state.x
@@ -275,11 +400,13 @@ def stylize(content: ArrayLike, style: ArrayLike, *, config: StyleConfig = Style
             break
     terms = {k: float(v) for k, v in evaluate(params, x, targets, weights, program=program).items()}
     image = np.asarray(jnp.clip(x, 0.0, 1.0))
-    if failed and image.shape != content.shape:  # stopped at a coarse stage: still return the full size
-        image = np.asarray(resize(jnp.asarray(image), content.shape[:2]))
+    if failed and image.shape != original.shape:  # stopped at a coarse stage: still return the full size
+        image = np.asarray(resize(jnp.asarray(image), original.shape[:2]))
+    image = finish(image)
     history = np.concatenate(histories)
     return StyleResult(image=image, loss_history=history, status="nonfinite" if failed else "done",
-                       steps=len(history), losses=terms, seconds=time.perf_counter() - start)
+                       steps=len(history), losses=terms, seconds=time.perf_counter() - start,
+                       term_history=tuple(term_history))
 
 
 def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], state: LoopState, *,

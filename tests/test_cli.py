@@ -233,3 +233,57 @@ def test_style_size_and_scale(env, images, tmp_path, capsys, monkeypatch):
     assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "x.png"), *FAST, "--style-size", "20",
                  "--style-scale", "2"]) == 2
     assert "give --style-size or --style-scale, not both" in one_line_error(capsys)
+
+
+def test_artist_controls_from_the_command_line(env, images, tmp_path, capsys):
+    content, style = images
+    second, mask, half = tmp_path / "second.png", tmp_path / "mask.png", tmp_path / "half.png"
+    Image.fromarray((smooth_image(30, 50, 3) * 255).astype(np.uint8)).save(second)
+    grey = np.zeros((48, 64), np.uint8)
+    grey[:, :32] = 255
+    Image.fromarray(grey).save(mask)
+    Image.fromarray(grey[:40, :40]).save(half)
+    runs = {
+        "blend.png": ["--style-blend", "0.7,0.3", "--preserve-colors", "luminance", "--init", "style",
+                      "--init-noise-blend", "0.3", "--normalize-gradients", "--optimizer", "adam"],
+        "masked.tif": ["--content-mask", str(mask), "--style-masks", f"{half},{half}",
+                       "--preserve-colors", "histogram", "--plot", str(tmp_path / "loss.png")],
+    }
+    for name, extra in runs.items():
+        out = tmp_path / name
+        assert main(["stylize", str(content), str(style), str(second), "-o", str(out), *FAST, *extra]) == 0, \
+            capsys.readouterr().err
+    assert Image.open(tmp_path / "blend.png").size == (32, 24)
+    tif = Image.open(tmp_path / "masked.tif")
+    assert tif.size == (32, 24) and tif.format == "TIFF"
+    plot = Image.open(tmp_path / "loss.png")
+    assert plot.format == "PNG" and plot.size[0] > 300
+    for extra, message in ((["--style-blend", "1,2,3"], "expected 2 style blend weights"),
+                           (["--content-mask", str(mask), "--style-masks", str(half)], "expected 2 masks"),
+                           (["--content-mask", str(tmp_path / "nope.png")], "nope.png: no such file"),
+                           (["--plot", str(tmp_path / "loss.svg")], "--plot writes a .png")):
+        assert main(["stylize", str(content), str(style), str(second), "-o", str(tmp_path / "x.png"), *FAST,
+                     *extra]) == 2
+        assert message in one_line_error(capsys)
+    assert not (tmp_path / "x.png").exists()
+    assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "x.png"), *FAST,
+                 "--content-mask", str(mask)]) == 2
+    assert "at least two style images" in one_line_error(capsys)
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(env, images, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    content, style = images
+    assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "x.png"), *FAST,
+                 "--plot", str(tmp_path / "loss.png")]) == 2
+    assert "pip install 'jaxstyle[plot]'" in one_line_error(capsys)
+    assert not (tmp_path / "x.png").exists()
