@@ -223,7 +223,7 @@ def test_style_size_and_scale(env, images, tmp_path, capsys, monkeypatch):
     stylize_module = sys.modules["jaxstyle.stylize"]
     seen = []
     real = stylize_module.stylize
-    monkeypatch.setattr(stylize_module, "stylize", lambda c, s, **kw: seen.append(s.shape) or real(c, s, **kw))
+    monkeypatch.setattr(stylize_module, "stylize", lambda c, s, **kw: seen.append(s[0].shape) or real(c, s, **kw))
     content, style = images  # the style is 40x40
     for extra, shape in ((["--style-size", "20"], (20, 20, 3)), (["--style-scale", "0.5"], (16, 16, 3)),
                          ([], (32, 32, 3))):
