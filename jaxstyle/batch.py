@@ -33,6 +33,7 @@ from jaxstyle.stylize import (
     StyleResult,
     _check_image,
     _Program,
+    _styles,
     advance,
     content_targets,
     drive,
@@ -88,7 +89,8 @@ def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str)
     return values
 
 
-def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: StyleConfig = StyleConfig(),
+def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[ArrayLike]], *,
+                  config: StyleConfig = StyleConfig(), style_blends: Sequence[Sequence[float] | None] | None = None,
                   vgg: VGG19 | None = None, mesh: jax.sharding.Mesh | None = None,
                   content_weights: Sequence[float] | None = None, style_weights: Sequence[float] | None = None,
                   seeds: Sequence[int] | None = None, style_keys: Sequence[Hashable] | None = None,
@@ -98,7 +100,10 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     """Stylize B pairs in one compiled program.
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
-    (any sizes). Style targets are computed once per distinct ``style_keys`` entry (default: the
+    (any sizes), or for a pair several images (a list) whose Gram targets are blended with that
+    pair's ``style_blends`` entry (default ``config.style_blend``, else equal); a pair's
+    ``style_keys`` entry is then a tuple, one key per image. Style targets are computed once
+    per distinct ``style_keys`` entry (default: the
     array object's identity); pass a ``gram_cache`` dict to keep them across calls with one ``vgg``. content_weights,
     style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
     axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
@@ -106,8 +111,6 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
     """
     if config.scales:
         raise ValueError("coarse-to-fine scales are not supported by batch runs yet; use stylize, or no scales")
-    if config.style_blend is not None:
-        raise ValueError("style blends are not supported by batch runs yet (one style per pair); use stylize")
     if vgg is None:
         from jaxstyle.fetch import load_vgg19
 
@@ -133,27 +136,40 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike], *, config: S
 
     # Style targets once per distinct style image.
     gram_cache = {} if gram_cache is None else gram_cache
-    keys = [id(style) for style in styles] if style_keys is None else list(style_keys)
+    keys = ([tuple(id(im) for im in style) if isinstance(style, (list, tuple)) else id(style) for style in styles]
+            if style_keys is None else list(style_keys))
     if len(keys) != n:
         raise ValueError(f"expected {n} style keys (one per pair), got {len(keys)}")
+    blends = [None] * n if style_blends is None else list(style_blends)
+    if len(blends) != n:
+        raise ValueError(f"expected {n} style blends (one per pair), got {len(blends)}")
     # With preserve_colors the style a pair sees depends on its content: no sharing then.
     originals = contents
     style_grams, first_styles, prepared = [], [], []
     for i, (style, key) in enumerate(zip(styles, keys)):
-        cache_key = (key, program.style_layers, program.pooling, program.prep, id(vgg))
-        if cache_key not in gram_cache or config.preserve_colors or config.init == "style":
-            checked = np.asarray(_check_image(style, f"style image {i}"))
-            check_image_size(*checked.shape[:2], config.style_layers, f"style image {i}")
-            content_i, (checked,) = color.prepare(originals[i], [checked], config.preserve_colors)
+        images = _styles(style)
+        image_keys = tuple(key) if isinstance(key, tuple) else (key,)
+        if len(image_keys) != len(images):
+            raise ValueError(f"expected {len(images)} style keys for pair {i} (one per style image), "
+                             f"got {len(image_keys)}")
+        blend = (StyleConfig(style_blend=blends[i]) if blends[i] is not None else config).blend_weights(len(images))
+        cache_keys = [(k, program.style_layers, program.pooling, program.prep, id(vgg)) for k in image_keys]
+        fresh = config.preserve_colors or config.init == "style" or any(k not in gram_cache for k in cache_keys)
+        if fresh:
+            checked = [np.asarray(_check_image(im, f"style image {i}")) for im in images]
+            for im in checked:
+                check_image_size(*im.shape[:2], config.style_layers, f"style image {i}")
+            content_i, checked = color.prepare(originals[i], checked, config.preserve_colors)
             prepared.append(content_i)
-            first_styles.append(checked)
-            grams = _style_targets(vgg.params, jnp.asarray(checked), program)
+            first_styles.append(checked[0])
+            per_image = [_style_targets(vgg.params, jnp.asarray(im), program) for im in checked]
             if not config.preserve_colors:
-                gram_cache[cache_key] = grams
+                gram_cache.update(zip(cache_keys, per_image))
         else:
             prepared.append(originals[i])
-            grams = gram_cache[cache_key]
-        style_grams.append(grams)
+            first_styles.append(None)
+            per_image = [gram_cache[k] for k in cache_keys]
+        style_grams.append(jax.tree.map(lambda *g, blend=blend: sum(w * gi for w, gi in zip(blend, g)), *per_image))
     contents = np.stack(prepared)
     x0 = np.stack([np.asarray(initial_image(jnp.asarray(contents[i]), config,
                                             style=jnp.asarray(first_styles[i]) if config.init == "style" else None,

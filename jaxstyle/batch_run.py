@@ -109,19 +109,20 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
         try:
             original = load_image(pair.content)
             content = resize_to(original, *shape)
-            if pair.style not in styles:
-                try:
-                    styles[pair.style] = load_image(pair.style, max_size=style_size)
-                except ValueError as exc:
-                    styles[pair.style] = str(exc)
-            if isinstance(styles[pair.style], str):
-                raise ValueError(styles[pair.style])
+            for path in pair.styles:
+                if path not in styles:
+                    try:
+                        styles[path] = load_image(path, max_size=style_size)
+                    except ValueError as exc:
+                        styles[path] = str(exc)
+                if isinstance(styles[path], str):
+                    raise ValueError(styles[path])
         except ValueError as exc:
             finish(pair, "failed", reason=str(exc))
             continue
         contents.append(content)
         exact_shapes.append(_exact_shape(*original.shape[:2], size))
-        style_images.append(styles[pair.style])
+        style_images.append([styles[path] for path in pair.styles])
         ready.append(pair)
     if not ready:
         return
@@ -132,7 +133,8 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             content_weights=[config.content_weight if p.content_weight is None else p.content_weight for p in ready],
             style_weights=[config.style_weight if p.style_weight is None else p.style_weight for p in ready],
             seeds=[config.seed if p.seed is None else p.seed for p in ready],
-            style_keys=[str(p.style) for p in ready], gram_cache=grams,
+            style_keys=[tuple(str(path) for path in p.styles) for p in ready], gram_cache=grams,
+            style_blends=[p.style_blend for p in ready],
             callback_every=max(1, min(50, config.iterations)))
     except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run; the reason is reported
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -187,7 +187,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("batch", help="stylize many pairs: a manifest, or every content x every style",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bt.add_argument("manifest", nargs="?", help=".csv or .jsonl with columns content, style [, output, "
-                    "content_weight, style_weight, seed]; paths relative to the manifest")
+                    "content_weight, style_weight, seed, style_blend]; style may be a|b (blended); "
+                    "paths relative to the manifest")
     bt.add_argument("--contents", help="folder of content images (with --styles: every pair)")
     bt.add_argument("--styles", help="folder of style images")
     bt.add_argument("--out-dir", required=True, help="where outputs and report.json go")

@@ -1,8 +1,11 @@
 """The list of (content, style) pairs of a batch run: a CSV/JSONL manifest or two folders.
 
 Manifest columns: ``content``, ``style`` (paths relative to the manifest), and optionally
-``output`` (relative to the output folder), ``content_weight``, ``style_weight``, ``seed``.
-Without ``output`` a pair is written to ``OUT_DIR/<content stem>__<style stem>.png``.
+``output`` (relative to the output folder), ``content_weight``, ``style_weight``, ``seed``,
+``style_blend``. ``style`` may name several images separated by ``|`` (``a.jpg|b.jpg``); their
+Gram targets are blended with ``style_blend`` (``0.7|0.3``, or a JSON list; normalised;
+default equal). Without ``output`` a pair is written to
+``OUT_DIR/<content stem>__<style stem>[+<style stem>...].png``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,37 @@ class Pair:
     content_weight: float | None = None
     style_weight: float | None = None
     seed: int | None = None
+    more_styles: tuple[Path, ...] = ()  # blended with ``style`` (see ``style_blend``)
+    style_blend: tuple[float, ...] | None = None
+
+    @property
+    def styles(self) -> tuple[Path, ...]:
+        return (self.style, *self.more_styles)
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        record = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        record["more_styles"] = [str(p) for p in self.more_styles]
+        return record
 
 
-def _default_output(out_dir: Path, content: Path, style: Path) -> Path:
-    return out_dir / f"{content.stem}__{style.stem}.png"
+def _default_output(out_dir: Path, content: Path, *styles: Path) -> Path:
+    return out_dir / f"{content.stem}__{'+'.join(s.stem for s in styles)}.png"
+
+
+def _blend(row: dict, styles: int, where: str) -> tuple[float, ...] | None:
+    value = row.get("style_blend")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    parts = value if isinstance(value, list) else str(value).replace(",", "|").split("|")
+    try:
+        blend = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: style_blend {value!r} is not a list of numbers") from None
+    if len(blend) != styles:
+        raise ValueError(f"{where}: expected {styles} style_blend weights (one per style image), got {len(blend)}")
+    if any(not (w >= 0 and w != float("inf")) for w in blend) or sum(blend) <= 0:
+        raise ValueError(f"{where}: expected style_blend weights >= 0 with a positive sum, got {value!r}")
+    return tuple(w / sum(blend) for w in blend)
 
 
 def _number(row: dict, key: str, where: str, kind=float):
@@ -79,10 +106,15 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
         where = f"{path}:{number}"
         if not row.get("content") or not row.get("style"):
             raise ValueError(f"{where}: expected both content and style")
-        content, style = base / str(row["content"]).strip(), base / str(row["style"]).strip()
-        output = out_dir / str(row["output"]).strip() if row.get("output") else _default_output(out_dir, content, style)
-        pairs.append(Pair(content, style, output, _number(row, "content_weight", where),
-                          _number(row, "style_weight", where), _number(row, "seed", where, int)))
+        content = base / str(row["content"]).strip()
+        styles = [base / part.strip() for part in str(row["style"]).split("|") if part.strip()]
+        if not styles:
+            raise ValueError(f"{where}: expected both content and style")
+        output = (out_dir / str(row["output"]).strip() if row.get("output")
+                  else _default_output(out_dir, content, *styles))
+        pairs.append(Pair(content, styles[0], output, _number(row, "content_weight", where),
+                          _number(row, "style_weight", where), _number(row, "seed", where, int),
+                          tuple(styles[1:]), _blend(row, len(styles), where)))
     return _check_unique(pairs, str(path))
 
 

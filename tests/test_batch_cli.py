@@ -156,3 +156,21 @@ def test_two_processes_cover_the_manifest_once(env, folder):
     rep = report(out)
     assert rep["summary"] == {"total": 6, "done": 6, "skipped": 0, "failed": 0, "pending": 0}
     assert sorted(r["output"] for r in rep["pairs"]) == sorted(outputs)
+
+
+def test_manifest_pairs_with_blended_styles(env, folder):
+    out = folder / "out"
+    manifest = folder / "pairs.jsonl"
+    manifest.write_text('{"content": "photos/a.png", "style": "art/x.png|art/y.png", "style_blend": [3, 1]}\n'
+                        '{"content": "photos/c.png", "style": "art/x.png"}\n')
+    pairs = read_manifest(manifest, out)
+    assert pairs[0].styles == (folder / "art" / "x.png", folder / "art" / "y.png")
+    assert pairs[0].style_blend == (0.75, 0.25) and pairs[0].output.name == "a__x+y.png"
+    assert main(["batch", str(manifest), "--out-dir", str(out), *FAST]) == 0
+    rep = report(out)
+    assert rep["summary"]["done"] == 2
+    assert Image.open(out / "a__x+y.png").size == (32, 24)
+    bad = folder / "bad.csv"
+    bad.write_text("content,style,style_blend\nphotos/a.png,art/x.png|art/y.png,1|2|3\n")
+    with pytest.raises(ValueError, match="expected 2 style_blend weights"):
+        read_manifest(bad, out)

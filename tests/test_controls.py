@@ -241,3 +241,14 @@ def test_16_bit_tiff_keeps_precision(tmp_path):
     assert np.abs(back - image).max() <= 0.5 / 65535 + 1e-7
     save_image(tmp_path / "out.png", image)
     assert np.abs(load_image(tmp_path / "out.png") - image).max() > 1e-3  # 8-bit loses what TIFF keeps
+
+
+def test_batch_blends_like_stylize(random_vgg):
+    contents = np.stack([smooth_image(32, 32, 20), smooth_image(32, 32, 21)])
+    a, b = smooth_image(36, 36, 22), smooth_image(30, 40, 23)
+    config = StyleConfig(**SMALL)
+    batch = stylize_batch(contents, [[a, b], a], config=config, vgg=random_vgg, style_blends=[(0.8, 0.2), None])
+    blended = stylize(contents[0], [a, b], config=StyleConfig(**SMALL, style_blend=(0.8, 0.2)), vgg=random_vgg)
+    single = stylize(contents[1], a, config=config, vgg=random_vgg)
+    np.testing.assert_allclose(batch[0].image, blended.image, atol=2e-3)
+    np.testing.assert_allclose(batch[1].image, single.image, atol=2e-3)
