@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 from jaxstyle.vgg import canonical_layer
 
@@ -27,6 +29,13 @@ def _layers(names, what: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"expected distinct {what} layers, got {', '.join(names)}")
     return names
+
+
+def _is_integer(value) -> bool:
+    """True for ints and integral finite floats (not bools, NaN, inf or strings)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value)
 
 
 def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
@@ -107,9 +116,9 @@ class StyleConfig:
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {self.optimizer!r}")
         if self.init not in INITS:
             raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
-        if int(self.iterations) != self.iterations or self.iterations < 0:
+        if not _is_integer(self.iterations) or self.iterations < 0:
             raise ValueError(f"expected iterations to be an integer >= 0, got {self.iterations!r}")
-        if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
+        if not _is_integer(self.lbfgs_memory) or self.lbfgs_memory < 1:
             raise ValueError(f"expected lbfgs_memory to be an integer >= 1, got {self.lbfgs_memory!r}")
         if self.learning_rate is None:
             set_("learning_rate", DEFAULT_LEARNING_RATE[self.optimizer])
@@ -118,17 +127,19 @@ class StyleConfig:
         set_("learning_rate", float(self.learning_rate))
         set_("iterations", int(self.iterations))
         scales = tuple(self.scales)
-        if any(int(v) != v or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
+        if any(not _is_integer(v) or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
             raise ValueError(f"expected scales to be increasing positive integers (px), got {self.scales!r}")
         set_("scales", tuple(int(v) for v in scales))
         if self.scale_iterations is None:
             set_("scale_iterations", self.iterations)
-        elif int(self.scale_iterations) != self.scale_iterations or self.scale_iterations < 0:
+        elif not _is_integer(self.scale_iterations) or self.scale_iterations < 0:
             raise ValueError(f"expected scale_iterations to be an integer >= 0, got {self.scale_iterations!r}")
         set_("scale_iterations", int(self.scale_iterations))
         set_("remat", bool(self.remat))
         if self.precision not in PRECISIONS:
             raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
+        if not _is_integer(self.seed):
+            raise ValueError(f"expected seed to be an integer, got {self.seed!r}")
         set_("seed", int(self.seed))
         if self.style_blend is not None:
             blend = tuple(float(w) for w in self.style_blend)

@@ -167,7 +167,10 @@ def test_reader_gives_an_image_or_an_image_error(tmp_path_factory, data):
 @given(st.fixed_dictionaries({}, optional={
     "content_weight": st.one_of(st.floats(allow_nan=True), st.integers(-5, 5), st.text(max_size=3)),
     "style_weight": st.floats(allow_nan=True),
-    "iterations": st.one_of(st.integers(-3, 5), st.floats(allow_nan=True)),
+    "iterations": st.one_of(st.integers(-3, 5), st.floats(allow_nan=True, allow_infinity=True)),
+    "seed": st.one_of(st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=2)),
+    "style_blend": st.one_of(st.none(), st.lists(st.floats(allow_nan=True), max_size=3)),
+    "init_noise_blend": st.floats(allow_nan=True),
     "optimizer": st.sampled_from(["lbfgs", "adam", "sgd", ""]),
     "style_layers": st.one_of(st.just("relu1_1,relu2_1"), st.just("relu1_1,relu1_1"), st.just(""),
                               st.just("relu9_9"), st.just("block3_conv1")),
