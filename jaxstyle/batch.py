@@ -28,10 +28,12 @@ from jax.typing import ArrayLike
 
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
+from jaxstyle.masks import layer_masks, region_masks
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.stylize import (
     StyleResult,
     _check_image,
+    _check_mask,
     _Program,
     _styles,
     advance,
@@ -39,6 +41,7 @@ from jaxstyle.stylize import (
     drive,
     initial_image,
     loss_terms,
+    resize,
     start_state,
     style_targets,
 )
@@ -61,6 +64,7 @@ def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tupl
 
 _batched_content_targets = jax.jit(jax.vmap(content_targets, in_axes=(None, 0, None)), static_argnums=(2,))
 _style_targets = jax.jit(style_targets, static_argnums=(2,))
+_batched_layer_masks = jax.jit(jax.vmap(layer_masks, in_axes=(0, None)), static_argnums=(1,))
 _batched_start = jax.jit(jax.vmap(start_state, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 _batched_evaluate = jax.jit(jax.vmap(loss_terms, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 
@@ -96,7 +100,9 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                   seeds: Sequence[int] | None = None, style_keys: Sequence[Hashable] | None = None,
                   gram_cache: dict | None = None,
                   callback: Callable[[BatchProgress], None] | None = None,
-                  callback_every: int = 50) -> list[StyleResult]:
+                  callback_every: int = 50, content_masks: Sequence[ArrayLike] | None = None,
+                  style_masks: Sequence[Sequence[ArrayLike | None] | None] | None = None,
+                  track_terms: bool = False) -> list[StyleResult]:
     """Stylize B pairs in one compiled program.
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
@@ -108,6 +114,11 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
     axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
+
+    content_masks: one grey mask [H, W] per pair (the contents' shape) giving each region its
+    own style image (:mod:`jaxstyle.masks`); every pair then has the same number (>= 2) of
+    style images. style_masks: per pair, one mask (or None) per style image, in that image's
+    shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
     """
     if config.scales:
         raise ValueError("coarse-to-fine scales are not supported by batch runs yet; use stylize, or no scales")
@@ -130,7 +141,19 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     seeds = [config.seed] * n if seeds is None else [int(s) for s in seeds]
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds (one per pair), got {len(seeds)}")
-    program = _Program.build(config, vgg, callback_every)
+    regions = 0
+    if content_masks is not None:
+        if len(content_masks) != n:
+            raise ValueError(f"expected {n} content masks (one per pair), got {len(content_masks)}")
+        counts = {len(_styles(style)) for style in styles}
+        if len(counts) != 1 or min(counts) < 2:
+            raise ValueError("expected the same number (at least 2) of style images for every pair of a masked batch, "
+                             f"got {sorted(counts)}")
+        regions = counts.pop()
+    style_masks = [None] * n if style_masks is None else list(style_masks)
+    if len(style_masks) != n:
+        raise ValueError(f"expected {n} style mask lists (one per pair), got {len(style_masks)}")
+    program = _Program.build(config, vgg, callback_every, regions=regions)
     start = time.perf_counter()
     params = vgg.params if mesh is None else replicate(vgg.params, mesh)
 
@@ -154,7 +177,12 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                              f"got {len(image_keys)}")
         blend = (StyleConfig(style_blend=blends[i]) if blends[i] is not None else config).blend_weights(len(images))
         cache_keys = [(k, program.style_layers, program.pooling, program.prep, id(vgg)) for k in image_keys]
-        fresh = config.preserve_colors or config.init == "style" or any(k not in gram_cache for k in cache_keys)
+        masks_i = [None] * len(images) if style_masks[i] is None else list(style_masks[i])
+        if len(masks_i) != len(images):
+            raise ValueError(f"expected {len(images)} style masks for pair {i} (one per style image), "
+                             f"got {len(masks_i)}")
+        fresh = (config.preserve_colors or config.init == "style" or any(m is not None for m in masks_i)
+                 or any(k not in gram_cache for k in cache_keys))
         if fresh:
             checked = [np.asarray(_check_image(im, f"style image {i}")) for im in images]
             for im in checked:
@@ -162,14 +190,20 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
             content_i, checked = color.prepare(originals[i], checked, config.preserve_colors)
             prepared.append(content_i)
             first_styles.append(checked[0])
-            per_image = [_style_targets(vgg.params, jnp.asarray(im), program) for im in checked]
-            if not config.preserve_colors:
+            masks_i = [None if m is None else resize(jnp.asarray(_check_mask(m, f"style mask of pair {i}"))[..., None],
+                                                     im.shape[:2])[..., 0] for m, im in zip(masks_i, checked)]
+            per_image = [_style_targets(vgg.params, jnp.asarray(im), program, m) for im, m in zip(checked, masks_i)]
+            if not config.preserve_colors and all(m is None for m in masks_i):
                 gram_cache.update(zip(cache_keys, per_image))
         else:
             prepared.append(originals[i])
             first_styles.append(None)
             per_image = [gram_cache[k] for k in cache_keys]
-        style_grams.append(jax.tree.map(lambda *g, blend=blend: sum(w * gi for w, gi in zip(blend, g)), *per_image))
+        if regions:  # each region keeps its own style's Gram matrices: [R, C, C]
+            style_grams.append(jax.tree.map(lambda *g: jnp.stack(g), *per_image))
+        else:
+            style_grams.append(jax.tree.map(lambda *g, blend=blend: sum(w * gi for w, gi in zip(blend, g)),
+                                            *per_image))
     contents = np.stack(prepared)
     x0 = np.stack([np.asarray(initial_image(jnp.asarray(contents[i]), config,
                                             style=jnp.asarray(first_styles[i]) if config.init == "style" else None,
@@ -180,12 +214,25 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))}
     grams = jax.tree.map(lambda *g: jnp.stack(g), *style_grams)
     batch = {"contents": contents, "x0": x0, "grams": grams, "weights": weights}
+    if regions:
+        batch["regions"] = np.stack([region_masks(_check_mask(m, f"content mask of pair {i}"), regions)
+                                     for i, m in enumerate(content_masks)])
+        if batch["regions"].shape[2:] != contents.shape[1:3]:
+            raise ValueError(f"expected content masks of the contents' shape {contents.shape[1:3]}, "
+                             f"got {batch['regions'].shape[2:]}")
     if mesh is not None:
         batch = shard_batch(pad_batch(batch, mesh.devices.size), mesh)
     targets = {"content": _batched_content_targets(params, batch["contents"], program), "style": batch["grams"]}
+    if regions:
+        targets["masks"] = _batched_layer_masks(batch["regions"], program.style_layers)
     state = _batched_start(params, batch["x0"], targets, batch["weights"], program)
+    term_history = [[] for _ in range(n)]
 
     def on_chunk(done, st, last):
+        if track_terms:
+            terms = jax.tree.map(np.asarray, _batched_evaluate(params, st.x, targets, batch["weights"], program))
+            for i in range(n):
+                term_history[i].append({"step": done, **{k: float(v[i]) for k, v in terms.items()}})
         if callback is not None:
             callback(BatchProgress(done, config.iterations, last[:n]))
 
@@ -200,5 +247,6 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     seconds = time.perf_counter() - start
     return [StyleResult(image=images[i], loss_history=history[i, : steps[i]],
                         status="nonfinite" if failed[i] else "done", steps=int(steps[i]),
-                        losses={k: float(v[i]) for k, v in terms.items()}, seconds=seconds)
+                        losses={k: float(v[i]) for k, v in terms.items()}, seconds=seconds,
+                        term_history=tuple(term_history[i]))
             for i in range(n)]

@@ -23,10 +23,12 @@ import jax
 import numpy as np
 
 from jaxstyle.batch import bucket_shape, stylize_batch
+from jaxstyle.color import luminance
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
 from jaxstyle.manifest import Pair
+from jaxstyle.plot import plot_losses
 from jaxstyle.vgg import VGG19
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -58,8 +60,9 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
               style_size: int | None = None,
               report_path: Path, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
-              report_extra: dict | None = None) -> dict:
-    """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``)."""
+              report_extra: dict | None = None, plot: bool = False) -> dict:
+    """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
+    With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``."""
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
@@ -73,7 +76,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         record.update(status=status, **fields)
         on_pair(record)
 
-    buckets: dict[tuple[int, int], list[Pair]] = {}
+    buckets: dict[tuple[tuple[int, int], int], list[Pair]] = {}
     for pair in pairs:
         if pair.output.exists() and not overwrite:
             finish(pair, "skipped", reason="output exists")
@@ -86,16 +89,17 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         except ValueError as exc:
             finish(pair, "failed", reason=str(exc))
             continue
-        buckets.setdefault(bucket_shape(h, w, size, bucket_multiple), []).append(pair)
+        regions = len(pair.styles) if pair.content_mask is not None else 0  # masked pairs batch together
+        buckets.setdefault((bucket_shape(h, w, size, bucket_multiple), regions), []).append(pair)
 
     styles: dict[Path, np.ndarray | str] = {}
     grams: dict = {}
     try:
-        for shape, bucket in sorted(buckets.items()):
+        for (shape, _), bucket in sorted(buckets.items()):
             for start in range(0, len(bucket), batch_size):
                 _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size,
                            style_size=style_size or size, mesh=mesh,
-                           styles=styles, grams=grams, finish=finish)
+                           styles=styles, grams=grams, finish=finish, plot=plot)
                 write_report(report_path, records, extra)
     finally:  # also on KeyboardInterrupt: what finished is recorded, the rest stays pending
         report = write_report(report_path, records, extra)
@@ -103,8 +107,9 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
 
 def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, style_size, mesh, styles, grams,
-               finish) -> None:
+               finish, plot=False) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
+    content_masks, style_masks = [], []
     for pair in batch:
         try:
             original = load_image(pair.content)
@@ -117,12 +122,19 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
                         styles[path] = str(exc)
                 if isinstance(styles[path], str):
                     raise ValueError(styles[path])
+            content_mask = None
+            if pair.content_mask is not None:
+                content_mask = luminance(resize_to(load_image(pair.content_mask), *shape)).astype(np.float32)
+            masks = [None if m is None else resize_to(load_image(m), *styles[p].shape[:2])
+                     for m, p in zip(pair.style_masks, pair.styles)] or None
         except ValueError as exc:
             finish(pair, "failed", reason=str(exc))
             continue
         contents.append(content)
         exact_shapes.append(_exact_shape(*original.shape[:2], size))
         style_images.append([styles[path] for path in pair.styles])
+        content_masks.append(content_mask)
+        style_masks.append(masks)
         ready.append(pair)
     if not ready:
         return
@@ -135,6 +147,8 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             seeds=[config.seed if p.seed is None else p.seed for p in ready],
             style_keys=[tuple(str(path) for path in p.styles) for p in ready], gram_cache=grams,
             style_blends=[p.style_blend for p in ready],
+            content_masks=content_masks if ready[0].content_mask is not None else None,
+            style_masks=style_masks, track_terms=plot,
             callback_every=max(1, min(50, config.iterations)))
     except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run; the reason is reported
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -146,6 +160,10 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
         try:
             pair.output.parent.mkdir(parents=True, exist_ok=True)
             save_image(pair.output, resize_to(result.image, *exact))
+            if plot:
+                plot_losses(pair.output.with_name(f"{pair.output.stem}.loss.png"), result.loss_history,
+                            result.term_history, title=f"{pair.content.name} in the style of "
+                                                       f"{', '.join(p.name for p in pair.styles)}")
         except (ValueError, OSError) as exc:
             finish(pair, "failed", reason=f"{pair.output}: cannot write ({exc})")
             continue

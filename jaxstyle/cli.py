@@ -196,6 +196,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_style_options(bt)
     bt.add_argument("--init", choices=INITS, default="content")
     bt.add_argument("--overwrite", action="store_true", help="redo pairs whose output exists")
+    bt.add_argument("--plot", action="store_true", help="also write each pair's loss curves beside its output "
+                    "as OUTPUT_STEM.loss.png (needs matplotlib)")
     bt.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     bt.add_argument("--distributed", action="store_true", help="multi-host: jax.distributed.initialize() and "
                     "take this process's share of the pairs")
@@ -296,6 +298,8 @@ def _batch(args) -> int:
     from jaxstyle.batch_run import merge_reports, run_pairs
     from jaxstyle.sharding import batch_mesh
 
+    if args.plot:
+        plot.require_matplotlib()
     if bool(args.manifest) == bool(args.contents or args.styles):
         raise ValueError("give either a MANIFEST or --contents DIR --styles DIR")
     if not args.manifest and not (args.contents and args.styles):
@@ -333,7 +337,7 @@ def _batch(args) -> int:
         report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=args.batch_size,
                            style_size=_style_size(args),
                            report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
-                           report_extra={"process": index, "process_count": count})
+                           report_extra={"process": index, "process_count": count}, plot=args.plot)
     finally:
         if bar is not None:
             bar.close()

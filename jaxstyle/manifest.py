@@ -2,9 +2,12 @@
 
 Manifest columns: ``content``, ``style`` (paths relative to the manifest), and optionally
 ``output`` (relative to the output folder), ``content_weight``, ``style_weight``, ``seed``,
-``style_blend``. ``style`` may name several images separated by ``|`` (``a.jpg|b.jpg``); their
-Gram targets are blended with ``style_blend`` (``0.7|0.3``, or a JSON list; normalised;
-default equal). Without ``output`` a pair is written to
+``style_blend``, ``content_mask``, ``style_masks``. ``style`` may name several images
+separated by ``|`` (``a.jpg|b.jpg``); their Gram targets are blended with ``style_blend``
+(``0.7|0.3``, or a JSON list; normalised; default equal), or, with a ``content_mask`` (a grey
+image: white takes the first style, black the last), each region takes its own style.
+``style_masks`` (``m1.png|m2.png``, an empty entry for none) picks the part of each style image
+that counts. Without ``output`` a pair is written to
 ``OUT_DIR/<content stem>__<style stem>[+<style stem>...].png``.
 """
 
@@ -28,6 +31,8 @@ class Pair:
     seed: int | None = None
     more_styles: tuple[Path, ...] = ()  # blended with ``style`` (see ``style_blend``)
     style_blend: tuple[float, ...] | None = None
+    content_mask: Path | None = None
+    style_masks: tuple[Path | None, ...] = ()
 
     @property
     def styles(self) -> tuple[Path, ...]:
@@ -36,6 +41,7 @@ class Pair:
     def to_dict(self) -> dict:
         record = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
         record["more_styles"] = [str(p) for p in self.more_styles]
+        record["style_masks"] = [None if p is None else str(p) for p in self.style_masks]
         return record
 
 
@@ -112,9 +118,19 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
             raise ValueError(f"{where}: expected both content and style")
         output = (out_dir / str(row["output"]).strip() if row.get("output")
                   else _default_output(out_dir, content, *styles))
+        content_mask = base / str(row["content_mask"]).strip() if row.get("content_mask") else None
+        if content_mask is not None and len(styles) < 2:
+            raise ValueError(f"{where}: a content_mask splits the image between styles: give at least two (a|b)")
+        style_masks = ()
+        if row.get("style_masks"):
+            parts = row["style_masks"] if isinstance(row["style_masks"], list) else str(row["style_masks"]).split("|")
+            style_masks = tuple(base / str(m).strip() if m and str(m).strip() else None for m in parts)
+            if len(style_masks) != len(styles):
+                raise ValueError(f"{where}: expected {len(styles)} style_masks (one per style image), "
+                                 f"got {len(style_masks)}")
         pairs.append(Pair(content, styles[0], output, _number(row, "content_weight", where),
                           _number(row, "style_weight", where), _number(row, "seed", where, int),
-                          tuple(styles[1:]), _blend(row, len(styles), where)))
+                          tuple(styles[1:]), _blend(row, len(styles), where), content_mask, style_masks))
     return _check_unique(pairs, str(path))
 
 

@@ -174,3 +174,25 @@ def test_manifest_pairs_with_blended_styles(env, folder):
     bad.write_text("content,style,style_blend\nphotos/a.png,art/x.png|art/y.png,1|2|3\n")
     with pytest.raises(ValueError, match="expected 2 style_blend weights"):
         read_manifest(bad, out)
+
+
+def test_manifest_with_masks_and_plots(env, folder):
+    out = folder / "out"
+    grey = np.zeros((48, 64), np.uint8)
+    grey[:, :32] = 255
+    Image.fromarray(grey).save(folder / "mask.png")
+    Image.fromarray(grey[:40, :40]).save(folder / "half.png")
+    manifest = folder / "pairs.csv"
+    manifest.write_text("content,style,content_mask,style_masks\n"
+                        "photos/a.png,art/x.png|art/y.png,mask.png,half.png|\n"
+                        "photos/c.png,art/x.png,,\n")
+    pairs = read_manifest(manifest, out)
+    assert pairs[0].content_mask == folder / "mask.png" and pairs[0].style_masks == (folder / "half.png", None)
+    assert main(["batch", str(manifest), "--out-dir", str(out), *FAST, "--plot"]) == 0
+    assert report(out)["summary"]["done"] == 2
+    assert Image.open(out / "a__x+y.png").size == (32, 24)
+    assert Image.open(out / "a__x+y.loss.png").format == "PNG" and (out / "c__x.loss.png").exists()
+    bad = folder / "bad.csv"
+    bad.write_text("content,style,content_mask\nphotos/a.png,art/x.png,mask.png\n")
+    with pytest.raises(ValueError, match="at least two"):
+        read_manifest(bad, out)

@@ -252,3 +252,22 @@ def test_batch_blends_like_stylize(random_vgg):
     single = stylize(contents[1], a, config=config, vgg=random_vgg)
     np.testing.assert_allclose(batch[0].image, blended.image, atol=2e-3)
     np.testing.assert_allclose(batch[1].image, single.image, atol=2e-3)
+
+
+def test_batch_masks_like_stylize(random_vgg):
+    contents = np.stack([smooth_image(32, 32, 24), smooth_image(32, 32, 25)])
+    red, blue = tinted(32, 32, 14, (0.9, 0.15, 0.1)), tinted(32, 32, 15, (0.1, 0.15, 0.9))
+    left = np.zeros((32, 32), np.float32)
+    left[:, :16] = 1.0
+    half = np.zeros((32, 32), np.float32)
+    half[:16] = 1.0
+    config = StyleConfig(**SMALL)
+    batch = stylize_batch(contents, [[red, blue], [blue, red]], config=config, vgg=random_vgg,
+                          content_masks=[left, left.T], style_masks=[[half, None], None], track_terms=True)
+    for i, (styles, mask, smasks) in enumerate((([red, blue], left, [half, None]), ([blue, red], left.T, None))):
+        single = stylize(contents[i], styles, config=config, vgg=random_vgg, content_mask=mask, style_masks=smasks)
+        np.testing.assert_allclose(batch[i].image, single.image, atol=2e-3)
+        assert batch[i].losses["style"] == pytest.approx(single.losses["style"], rel=1e-3)
+    assert [t["step"] for t in batch[0].term_history] == [6]
+    with pytest.raises(ValueError, match="same number"):
+        stylize_batch(contents, [[red, blue], red], config=config, vgg=random_vgg, content_masks=[left, left])
