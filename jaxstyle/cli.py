@@ -112,8 +112,8 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--precision", choices=PRECISIONS, default="float32",
                     help="network compute dtype; Gram matrices and losses stay float32")
     st.add_argument("--remat", action="store_true",
-                    help="recompute each VGG block's activations in the backward pass: less memory, "
-                         "about a third more compute (for large sizes)")
+                    help="recompute each VGG block's activations in the backward pass: less memory on "
+                         "accelerators, about a third more compute (on XLA:CPU it uses more memory)")
     st.add_argument("--optimizer", choices=OPTIMIZERS, default=StyleConfig.optimizer)
     st.add_argument("--learning-rate", type=float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
