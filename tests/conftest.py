@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -51,3 +55,11 @@ def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
         fx, fy, phase = rng.uniform(1, 6, 2).tolist() + [rng.uniform(0, 6.28)]
         channels.append(0.5 + 0.4 * np.sin(fx * 6.28 * x + phase) * np.cos(fy * 6.28 * y))
     return np.clip(np.stack(channels, -1), 0, 1).astype(np.float32)
+
+
+def run_on_fake_cpu_devices(script: str, devices: int = 4) -> subprocess.CompletedProcess:
+    """Run a Python ``script`` in a fresh process whose JAX sees ``devices`` CPU devices."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=600)

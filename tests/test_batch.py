@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.batch import bucket_shape, stylize_batch
 from jaxstyle.sharding import pad_batch, padded_size
-from tests.conftest import smooth_image
+from tests.conftest import run_on_fake_cpu_devices, smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
 
@@ -94,8 +91,5 @@ SHARDED = textwrap.dedent("""
 
 
 def test_sharded_equals_unsharded_on_4_cpu_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=root, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_on_fake_cpu_devices(SHARDED)
     assert proc.returncode == 0 and "SHARDED-OK" in proc.stdout, proc.stderr[-3000:]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 from jaxstyle.sharding import spatial_grid
+from tests.conftest import run_on_fake_cpu_devices
 
 SPATIAL = textwrap.dedent("""
     import numpy as np, jax
@@ -37,10 +35,7 @@ SPATIAL = textwrap.dedent("""
 
 
 def test_spatially_sharded_equals_unsharded_on_4_cpu_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SPATIAL], env=env, cwd=root, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_on_fake_cpu_devices(SPATIAL)
     assert proc.returncode == 0 and "SPATIAL-OK" in proc.stdout, proc.stderr[-3000:]
 
 
