@@ -27,7 +27,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxstyle import color
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import StyleConfig, blend_weights
 from jaxstyle.masks import layer_masks, region_masks
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.stylize import (
@@ -41,7 +41,7 @@ from jaxstyle.stylize import (
     drive,
     initial_image,
     loss_terms,
-    resize,
+    resize_mask,
     start_state,
     style_targets,
 )
@@ -153,7 +153,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     style_masks = [None] * n if style_masks is None else list(style_masks)
     if len(style_masks) != n:
         raise ValueError(f"expected {n} style mask lists (one per pair), got {len(style_masks)}")
-    program = _Program.build(config, vgg, callback_every, regions=regions)
+    program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     params = vgg.params if mesh is None else replicate(vgg.params, mesh)
 
@@ -175,7 +175,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         if len(image_keys) != len(images):
             raise ValueError(f"expected {len(images)} style keys for pair {i} (one per style image), "
                              f"got {len(image_keys)}")
-        blend = (StyleConfig(style_blend=blends[i]) if blends[i] is not None else config).blend_weights(len(images))
+        blend = blend_weights(config.style_blend if blends[i] is None else blends[i], len(images))
         cache_keys = [(k, program.style_layers, program.pooling, program.prep, id(vgg)) for k in image_keys]
         masks_i = [None] * len(images) if style_masks[i] is None else list(style_masks[i])
         if len(masks_i) != len(images):
@@ -190,8 +190,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
             content_i, checked = color.prepare(originals[i], checked, config.preserve_colors)
             prepared.append(content_i)
             first_styles.append(checked[0])
-            masks_i = [None if m is None else resize(jnp.asarray(_check_mask(m, f"style mask of pair {i}"))[..., None],
-                                                     im.shape[:2])[..., 0] for m, im in zip(masks_i, checked)]
+            masks_i = [None if m is None else resize_mask(_check_mask(m, f"style mask of pair {i}"), im.shape[:2])
+                       for m, im in zip(masks_i, checked)]
             per_image = [_style_targets(vgg.params, jnp.asarray(im), program, m) for im, m in zip(checked, masks_i)]
             if not config.preserve_colors and all(m is None for m in masks_i):
                 gram_cache.update(zip(cache_keys, per_image))

@@ -23,7 +23,6 @@ import jax
 import numpy as np
 
 from jaxstyle.batch import bucket_shape, stylize_batch
-from jaxstyle.color import luminance
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
@@ -124,7 +123,7 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
                     raise ValueError(styles[path])
             content_mask = None
             if pair.content_mask is not None:
-                content_mask = luminance(resize_to(load_image(pair.content_mask), *shape)).astype(np.float32)
+                content_mask = resize_to(load_image(pair.content_mask), *shape)  # stylize_batch takes its luminance
             masks = [None if m is None else resize_to(load_image(m), *styles[p].shape[:2])
                      for m, p in zip(pair.style_masks, pair.styles)] or None
         except ValueError as exc:

@@ -38,6 +38,27 @@ def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value)
 
 
+def normalized_blend(weights) -> tuple[float, ...]:
+    """Style blend weights scaled to sum to 1; ValueError unless finite, >= 0, with a positive sum."""
+    try:
+        blend = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected style_blend to be a list of numbers, got {weights!r}") from None
+    if not blend or any(not w >= 0 or w == float("inf") for w in blend) or sum(blend) <= 0:
+        raise ValueError(f"expected style_blend to be finite weights >= 0 with a positive sum, got {weights!r}")
+    return tuple(w / sum(blend) for w in blend)
+
+
+def blend_weights(weights, styles: int) -> tuple[float, ...]:
+    """One weight per style image, summing to 1: ``weights`` normalised, or equal when None."""
+    if weights is None:
+        return tuple(1.0 / styles for _ in range(styles))
+    blend = normalized_blend(weights)
+    if len(blend) != styles:
+        raise ValueError(f"expected {styles} style blend weights (one per style image), got {len(blend)}")
+    return blend
+
+
 def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
     if weights is None:
         return tuple(1.0 / len(layers) for _ in layers)
@@ -142,11 +163,7 @@ class StyleConfig:
             raise ValueError(f"expected seed to be an integer, got {self.seed!r}")
         set_("seed", int(self.seed))
         if self.style_blend is not None:
-            blend = tuple(float(w) for w in self.style_blend)
-            if not blend or any(not w >= 0 or w == float("inf") for w in blend) or sum(blend) <= 0:
-                raise ValueError(f"expected style_blend to be finite weights >= 0 with a positive sum, "
-                                 f"got {self.style_blend!r}")
-            set_("style_blend", tuple(w / sum(blend) for w in blend))
+            set_("style_blend", normalized_blend(self.style_blend))
         if self.preserve_colors is not None and self.preserve_colors not in COLOR_MODES:
             raise ValueError(f"expected preserve_colors in {COLOR_MODES} or None, got {self.preserve_colors!r}")
         blend = float(self.init_noise_blend)
@@ -157,12 +174,7 @@ class StyleConfig:
 
     def blend_weights(self, styles: int) -> tuple[float, ...]:
         """One weight per style image, summing to 1 (``style_blend``, or equal)."""
-        if self.style_blend is None:
-            return tuple(1.0 / styles for _ in range(styles))
-        if len(self.style_blend) != styles:
-            raise ValueError(f"expected {styles} style blend weights (one per style image), "
-                             f"got {len(self.style_blend)}")
-        return self.style_blend
+        return blend_weights(self.style_blend, styles)
 
     @property
     def total_iterations(self) -> int:

@@ -75,10 +75,14 @@ def weighted_content_loss(features: Mapping[str, jax.Array], targets: Mapping[st
 
 
 def weighted_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
-                        layers: Sequence[str], layer_weights: ArrayLike) -> jax.Array:
-    """``sum_l w_l * E_l`` over ``layers`` (Gatys et al. eq. 5)."""
+                        layers: Sequence[str], layer_weights: ArrayLike,
+                        masks: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """``sum_l w_l * E_l`` over ``layers`` (Gatys et al. eq. 5). With region ``masks``
+    ({layer: [R, h, w]}, targets [R, C, C]) each ``E_l`` is :func:`masked_style_layer_loss`."""
     weights = jnp.asarray(layer_weights, jnp.float32)
-    return sum(weights[i] * style_layer_loss(features[n], target_grams[n])
+    if masks is None:
+        return sum(weights[i] * style_layer_loss(features[n], target_grams[n]) for i, n in enumerate(layers))
+    return sum(weights[i] * masked_style_layer_loss(features[n], masks[n], target_grams[n])
                for i, n in enumerate(layers))
 
 

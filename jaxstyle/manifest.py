@@ -18,6 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from jaxstyle.config import normalized_blend
 from jaxstyle.image_io import IMAGE_SUFFIXES
 
 
@@ -54,15 +55,12 @@ def _blend(row: dict, styles: int, where: str) -> tuple[float, ...] | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     parts = value if isinstance(value, list) else str(value).replace(",", "|").split("|")
+    if len(parts) != styles:
+        raise ValueError(f"{where}: expected {styles} style_blend weights (one per style image), got {len(parts)}")
     try:
-        blend = tuple(float(v) for v in parts)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: style_blend {value!r} is not a list of numbers") from None
-    if len(blend) != styles:
-        raise ValueError(f"{where}: expected {styles} style_blend weights (one per style image), got {len(blend)}")
-    if any(not (w >= 0 and w != float("inf")) for w in blend) or sum(blend) <= 0:
-        raise ValueError(f"{where}: expected style_blend weights >= 0 with a positive sum, got {value!r}")
-    return tuple(w / sum(blend) for w in blend)
+        return normalized_blend(parts)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _number(row: dict, key: str, where: str, kind=float):

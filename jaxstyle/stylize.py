@@ -34,7 +34,6 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.losses import (
     gram_matrix,
     masked_gram_matrix,
-    masked_style_layer_loss,
     normalized_gradient,
     total_variation,
     weighted_content_loss,
@@ -62,10 +61,9 @@ class _Program:
     precision: str = "float32"
     remat: bool = False
     normalize_gradients: bool = False
-    regions: int = 0  # > 0: the style loss is masked into this many regions (targets["masks"])
 
     @classmethod
-    def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int, regions: int = 0) -> _Program:
+    def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int) -> _Program:
         """The program of a run whose loop is compiled in chunks of ``callback_every`` steps."""
         if int(callback_every) < 1:
             raise ValueError(f"expected callback_every >= 1, got {callback_every!r}")
@@ -73,7 +71,7 @@ class _Program:
         return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing, config.optimizer,
                    config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, longest_stage)),
                    precision=config.precision, remat=config.remat,
-                   normalize_gradients=config.normalize_gradients, regions=regions)
+                   normalize_gradients=config.normalize_gradients)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -126,12 +124,8 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, program: _Pro
         style_feats = {n: normalized_gradient(feats[n], scales[i]) for i, n in enumerate(program.style_layers)}
     content = weighted_content_loss(content_feats, targets["content"], program.content_layers,
                                     weights["content_layer_weights"])
-    if program.regions:
-        style = sum(weights["style_layer_weights"][i] * masked_style_layer_loss(
-            style_feats[n], targets["masks"][n], targets["style"][n]) for i, n in enumerate(program.style_layers))
-    else:
-        style = weighted_style_loss(style_feats, targets["style"], program.style_layers,
-                                    weights["style_layer_weights"])
+    style = weighted_style_loss(style_feats, targets["style"], program.style_layers, weights["style_layer_weights"],
+                                masks=targets.get("masks"))
     outside = x - image
     terms = {"content": weights["content_weight"] * content,
              "style": weights["style_weight"] * style,
@@ -266,6 +260,11 @@ def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
     return jnp.clip(jax.image.resize(image, (*shape, image.shape[-1]), "lanczos3"), 0.0, 1.0)
 
 
+def resize_mask(mask: ArrayLike, shape: tuple[int, int]) -> jax.Array:
+    """:func:`resize` of a mask [H, W] in [0, 1]."""
+    return resize(jnp.asarray(mask)[..., None], shape)[..., 0]
+
+
 def _scaled(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
     return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
 
@@ -317,17 +316,14 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
     if len(style_masks) != len(styles):
         raise ValueError(f"expected {len(styles)} style masks (one per style image), got {len(style_masks)}")
     style_masks = [None if m is None else _check_mask(m, f"style mask {i + 1}") for i, m in enumerate(style_masks)]
-    for i, (m, s) in enumerate(zip(style_masks, styles)):
-        if m is not None and m.shape != s.shape[:2]:
-            style_masks[i] = np.asarray(resize(jnp.asarray(m)[..., None], s.shape[:2])[..., 0])
-    regions = None
     if content_mask is not None:
         if config.style_blend is not None:
             raise ValueError("give a content mask or style blend weights, not both: the mask decides "
                              "which style goes where")
-        regions = region_masks(_check_mask(content_mask, "content mask"), len(styles))  # [R, h, w]
-        regions = np.asarray(resize(jnp.asarray(np.moveaxis(regions, 0, -1)), original.shape[:2]))
-        regions = np.moveaxis(regions / np.maximum(regions.sum(-1, keepdims=True), 1e-6), -1, 0)
+        if len(styles) < 2:
+            raise ValueError(f"expected a content mask to split the image between at least 2 styles, "
+                             f"got {len(styles)}")
+        content_mask = _check_mask(content_mask, "content mask")
     blend = jnp.asarray(config.blend_weights(len(styles)), jnp.float32)
     content_opt, styles = color.prepare(original, styles, config.preserve_colors)
     if init_image is not None and config.preserve_colors == "luminance":
@@ -340,7 +336,7 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
         for i, s in enumerate(styles):
             check_image_size(*_scaled(s.shape, h / original.shape[0]), config.style_layers,
                              f"style image{f' {i + 1}' if i else ''}{at}")
-    program = _Program.build(config, vgg, callback_every, regions=0 if regions is None else len(styles))
+    program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     params = vgg.params
     weights = loss_weights(config)
@@ -367,16 +363,15 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
         grams = []
         for s, m in zip(styles, style_masks):
             shape = _scaled(s.shape, factor)
-            mask = None if m is None else resize(jnp.asarray(m)[..., None], shape)[..., 0]
+            mask = None if m is None else resize_mask(m, shape)
             grams.append(style_targets_jit(params, resize(jnp.asarray(s), shape), program=program, mask=mask))
-        if regions is None:
+        if content_mask is None:
             style_targets_ = jax.tree.map(lambda *g: sum(b * gi for b, gi in zip(blend, g)), *grams)
             targets = {"content": content_targets_, "style": style_targets_}
         else:
-            stage_regions = jnp.moveaxis(resize(jnp.asarray(np.moveaxis(regions, 0, -1)), (h, w)), -1, 0)
+            stage_regions = region_masks(np.asarray(resize_mask(content_mask, (h, w))), len(styles))
             targets = {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
-                       "masks": layer_masks(stage_regions / jnp.maximum(stage_regions.sum(0), 1e-6),
-                                            program.style_layers)}
+                       "masks": layer_masks(stage_regions, program.style_layers)}
         x = place(resize(jnp.clip(x, 0.0, 1.0), (h, w)) if index else resize(x, (h, w)))
         state = init_state(params, x, targets, weights, program=program)
         offset = sum(len(hist) for hist in histories)
