@@ -29,6 +29,7 @@ from jax.typing import ArrayLike
 from jaxstyle import color
 from jaxstyle.config import StyleConfig, blend_weights
 from jaxstyle.masks import layer_masks, region_masks
+from jaxstyle.optimize import Optimizer, make_optimizer
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.stylize import (
     StyleResult,
@@ -65,14 +66,47 @@ def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tupl
 _batched_content_targets = jax.jit(jax.vmap(content_targets, in_axes=(None, 0, None)), static_argnums=(2,))
 _style_targets = jax.jit(style_targets, static_argnums=(2,))
 _batched_layer_masks = jax.jit(jax.vmap(layer_masks, in_axes=(0, None)), static_argnums=(1,))
-_batched_start = jax.jit(jax.vmap(start_state, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 _batched_evaluate = jax.jit(jax.vmap(loss_terms, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 
 
-@partial(jax.jit, static_argnums=(5,), donate_argnums=(1,))
-def _batched_advance(params, state, targets, weights, num_steps, program):
-    return jax.vmap(advance, in_axes=(None, 0, 0, 0, None, None))(params, state, targets, weights, num_steps,
-                                                                     program)
+def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tuple = 0, *,
+                   sequential: bool | None = None) -> Callable:
+    """``fn`` (written for one pair) over a batch of pairs: ``jax.vmap`` for a vmappable
+    optimizer, else ``lax.map`` (the pairs one after the other, inside the same compiled
+    program), so that a batch never costs more per pair than a loop. ``in_axes``: 0 (mapped)
+    or None (shared) per argument. ``sequential`` overrides the choice."""
+    if not (not optimizer.vmappable if sequential is None else sequential):
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+
+        def one(members):
+            members = iter(members)
+            return fn(*(next(members) if axis is not None else a for a, axis in zip(args, axes)))
+
+        return jax.lax.map(one, tuple(a for a, axis in zip(args, axes) if axis is not None))
+
+    return mapped
+
+
+def _optimizer(program) -> Optimizer:
+    return make_optimizer(program.optimizer, learning_rate=program.learning_rate, memory=program.lbfgs_memory)
+
+
+@partial(jax.jit, static_argnums=(4, 5))
+def _batched_start(params, x0, targets, weights, program, sharded):
+    # On a mesh the batch axis is split over devices, which needs vmap (a lax.map over a
+    # sharded axis would gather it): a non-vmappable optimizer then pays for its selects.
+    return map_over_pairs(start_state, _optimizer(program), (None, 0, 0, 0, None),
+                          sequential=False if sharded else None)(params, x0, targets, weights, program)
+
+
+@partial(jax.jit, static_argnums=(5, 6), donate_argnums=(1,))
+def _batched_advance(params, state, targets, weights, num_steps, program, sharded):
+    return map_over_pairs(advance, _optimizer(program), (None, 0, 0, 0, None, None),
+                          sequential=False if sharded else None)(params, state, targets, weights, num_steps,
+                                                                 program)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +259,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     targets = {"content": _batched_content_targets(params, batch["contents"], program), "style": batch["grams"]}
     if regions:
         targets["masks"] = _batched_layer_masks(batch["regions"], program.style_layers)
-    state = _batched_start(params, batch["x0"], targets, batch["weights"], program)
+    sharded = mesh is not None
+    state = _batched_start(params, batch["x0"], targets, batch["weights"], program, sharded)
     term_history = [[] for _ in range(n)]
 
     def on_chunk(done, st, last):
@@ -236,7 +271,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         if callback is not None:
             callback(BatchProgress(done, config.iterations, last[:n]))
 
-    state, history = drive(lambda st, k: _batched_advance(params, st, targets, batch["weights"], k, program),
+    state, history = drive(lambda st, k: _batched_advance(params, st, targets, batch["weights"], k, program,
+                                                          sharded),
                            state, iterations=config.iterations, chunk=program.chunk, on_chunk=on_chunk)
     failed = np.asarray(state.nonfinite)
     final_x = jnp.where(jnp.asarray(failed)[:, None, None, None], state.last_finite, state.x)

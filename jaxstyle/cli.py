@@ -71,6 +71,10 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -192,7 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--contents", help="folder of content images (with --styles: every pair)")
     bt.add_argument("--styles", help="folder of style images")
     bt.add_argument("--out-dir", required=True, help="where outputs and report.json go")
-    bt.add_argument("--batch-size", type=_positive_int, default=8, help="pairs optimised together")
+    bt.add_argument("--batch-size", type=_batch_size, default="auto",
+                    help="pairs optimised together, or auto: 1 per CPU device (batching does not pay on a "
+                         "CPU), on accelerators as many per device as fit in memory, at most 8")
     _add_style_options(bt)
     bt.add_argument("--init", choices=INITS, default="content")
     bt.add_argument("--overwrite", action="store_true", help="redo pairs whose output exists")
@@ -316,9 +322,12 @@ def _batch(args) -> int:
     report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
     vgg = _load_vgg(args)
     mesh = batch_mesh() if len(jax.local_devices()) > 1 else None
-    per_device = -(-min(args.batch_size, max(len(share), 1)) // len(jax.local_devices()))
+    batch_size, why = args.batch_size, "given"
+    if batch_size == "auto":  # a square bucket is the largest
+        batch_size, why = memory.auto_batch_size(args.size, args.size, config)
+    per_device = -(-min(batch_size, max(len(share), 1)) // len(jax.local_devices()))
     memory.check_fits(args.size, args.size, config, "batch", batch=per_device)  # a square bucket is the largest
-    _log(args, f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {args.batch_size}, "
+    _log(args, f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {batch_size} ({why}), "
                f"{len(jax.local_devices())} local device(s)")
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -334,7 +343,7 @@ def _batch(args) -> int:
                        + (f" ({record['reason']})" if record["reason"] else ""))
 
     try:
-        report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=args.batch_size,
+        report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=batch_size,
                            style_size=_style_size(args),
                            report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
                            report_extra={"process": index, "process_count": count}, plot=args.plot)

@@ -2,6 +2,13 @@
 
 jaxopt's solvers bind the objective at construction, so the solver is built inside
 the traced step from the ``loss_fn`` closure; that costs nothing at run time.
+
+Its zoom line search branches with ``lax.cond`` around evaluations; under ``vmap`` those
+become selects over operands broadcast to the batch (the network's weights included): a
+vmapped jaxopt step ran 5.3-5.6 forward and 4.3-4.6 backward passes per pair where one pair
+alone runs 2.75 and 1.75, as grouped convolutions (benchmarks/README.md, evaluations). The
+optimizer is therefore marked not vmappable: batches map it over their pairs one after the
+other (:func:`jaxstyle.batch.map_over_pairs`).
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import jax
+import jax.numpy as jnp
 
 from jaxstyle.optimize import LossFn, Optimizer
 
@@ -28,6 +36,6 @@ def jaxopt_lbfgs(*, memory: int) -> Optimizer:
     def step(x: jax.Array, state, loss_fn: LossFn):
         value = state.value  # jaxopt keeps the loss at the current iterate in its state
         x, state = solver(loss_fn).update(x, state)
-        return x, state, value
+        return x, state, value, jnp.array(True)
 
-    return Optimizer(init=init, step=step)
+    return Optimizer(init=init, step=step, vmappable=False)

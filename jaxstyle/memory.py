@@ -94,6 +94,35 @@ def check_fits(height: int, width: int, config: StyleConfig, what: str, device: 
     return need
 
 
+# Most pairs a device optimises together under --batch-size auto on an accelerator. Beyond
+# this the pairs/s of one GPU stopped growing (benchmarks/README.md, batch throughput).
+MAX_AUTO_BATCH_PER_DEVICE = 8
+AUTO_MEMORY_SHARE = 0.8  # of the free device memory, for a batch picked automatically
+
+
+def auto_batch_size(height: int, width: int, config: StyleConfig,
+                    devices: list[jax.Device] | None = None) -> tuple[int, str]:
+    """(pairs per batch, why) for ``--batch-size auto``.
+
+    On CPU devices one pair per device: the convolutions of one image already keep every
+    core busy, so a batch only adds memory (measured on a 2-core CPU: batches of 2-8 pairs ran
+    at 0.95-1.0x a loop's pairs/s, never faster). On an accelerator, per device the largest
+    batch up to ``MAX_AUTO_BATCH_PER_DEVICE`` whose estimate fits in ``AUTO_MEMORY_SHARE`` of
+    its free memory (at least 1), times the devices.
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    if devices[0].platform == "cpu":
+        return len(devices), f"auto: 1 per CPU device, {len(devices)} device(s)"
+    have, where = available_bytes(devices[0])
+    per_device = 1
+    while (per_device < MAX_AUTO_BATCH_PER_DEVICE
+           and estimate_bytes(height, width, config, per_device + 1) <= AUTO_MEMORY_SHARE * have):
+        per_device += 1
+    return per_device * len(devices), (f"auto: {per_device} per device x {len(devices)} device(s), "
+                                       f"{format_bytes(estimate_bytes(height, width, config, per_device))} "
+                                       f"of {format_bytes(have)} free {where} each")
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":

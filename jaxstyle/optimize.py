@@ -1,29 +1,46 @@
-"""One compiled step loop for every optimizer (optax Adam, optax L-BFGS, jaxopt L-BFGS).
+"""One compiled step loop for every optimizer (optax Adam, our batched L-BFGS, jaxopt L-BFGS).
 
 An :class:`Optimizer` is a pair of pure functions, as in optax: ``init(x, loss_fn)``
-returns a state pytree and ``step(x, state, loss_fn)`` returns the new iterate, the
-new state and the loss at the *old* iterate. :func:`run_steps` runs up to
-``max_steps`` of them inside one ``lax.fori_loop``; a non-finite loss freezes the
-loop and is reported in the state (runtime failure is data, not an exception).
+returns a state pytree and ``step(x, state, loss_fn)`` returns ``(x, state, value,
+done)``: the new iterate, the new state, the loss at the iterate the step started from,
+and whether an optimisation step finished (a line-search trial that was rejected is a
+call with ``done`` False). :func:`run_steps` calls it inside one ``lax.while_loop`` until
+``num_steps`` steps are done; a non-finite loss freezes the loop and is reported in the
+state (runtime failure is data, not an exception).
+
+Batches (:mod:`jaxstyle.batch`) ``vmap`` the whole loop. Under ``vmap`` every ``lax.cond``
+whose predicate differs between members becomes a ``select``: both branches run, and JAX
+first broadcasts every operand of the cond to the batch, so a cond that closes over the
+network makes B copies of its weights and grouped convolutions (measured: 2-2.6x the
+work per pair with optax's L-BFGS, see ``benchmarks/README.md``). :func:`lbfgs` is
+therefore written without a cond around an evaluation: each call evaluates the loss and
+gradient once, at one line-search trial point, so a batch costs one evaluation per member
+per call and no member waits on another's line search longer than the loop's end.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from optax import tree_utils as otu
 
 LossFn = Callable[[jax.Array], jax.Array]
 
 
 class Optimizer(NamedTuple):
+    """init(x, loss_fn) -> state; step(x, state, loss_fn) -> (x, state, value, done).
+
+    ``vmappable``: the step may run under ``jax.vmap`` at the cost of one member per member;
+    when False (an optimizer with conds around evaluations), batches map it over their
+    pairs one after the other inside the compiled program instead.
+    """
+
     init: Callable[[jax.Array, LossFn], Any]
-    step: Callable[[jax.Array, Any, LossFn], tuple[jax.Array, Any, jax.Array]]
+    step: Callable[[jax.Array, Any, LossFn], tuple[jax.Array, Any, jax.Array, jax.Array]]
+    vmappable: bool = True
 
 
 class LoopState(NamedTuple):
@@ -40,31 +57,81 @@ def adam(*, learning_rate: float) -> Optimizer:
     def step(x, state, loss_fn):
         value, grad = jax.value_and_grad(loss_fn)(x)
         updates, state = opt.update(grad, state, x)
-        return optax.apply_updates(x, updates), state, value
+        return optax.apply_updates(x, updates), state, value, jnp.array(True)
 
     return Optimizer(init=lambda x, loss_fn: opt.init(x), step=step)
 
 
-def lbfgs(*, memory: int) -> Optimizer:
-    """optax L-BFGS with a backtracking (Armijo) line search that tries step 1 first.
+class LbfgsState(NamedTuple):
+    value: jax.Array  # loss at the accepted iterate x
+    grad: jax.Array  # its gradient
+    direction: jax.Array  # search direction from x (a descent direction)
+    slope: jax.Array  # grad . direction (< 0)
+    step_size: jax.Array  # the trial step size along direction
+    trials: jax.Array  # int32, trials rejected in this line search
+    history: optax.ScaleByLBFGSState  # the curvature pairs (optax's)
 
-    The value and gradient at the accepted point are kept in the state and reused, so a step
-    whose first trial is accepted costs one function-and-gradient evaluation. optax's zoom
-    line search gives the same iterates here, but its ``lax.cond``s become selects under
-    ``vmap`` (every branch evaluated), which made batched runs ~4x slower per pair.
+
+def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, slope_rtol: float = 1e-4) -> Optimizer:
+    """L-BFGS (Nocedal & Wright, Alg. 7.4/7.5) with a backtracking Armijo line search that tries
+    step 1 first, one loss-and-gradient evaluation per call.
+
+    The direction is optax's (:func:`optax.scale_by_lbfgs`: two-loop recursion over the last
+    ``memory`` pairs, the first step scaled by ``min(1, 1/|g|)``); the line search is the one
+    of ``optax.scale_by_backtracking_linesearch(decrease_factor=0.5, max_learning_rate=1)``,
+    so a single run takes the same iterates as ``optax.lbfgs`` with that line search (tested),
+    but unrolled into the step loop: each call evaluates the trial point ``x + t d`` once
+    (value and gradient together), accepts it when ``f(x + t d) <= f(x) + slope_rtol t g.d``,
+    else halves ``t`` and returns with ``done`` False. A non-finite trial is rejected like any
+    other. After ``max_trials`` rejected trials the step gives up: ``x`` stays, the curvature
+    history is cleared, and the next step starts again from the scaled steepest descent. A
+    history that yields an ascent direction is cleared the same way.
+
+    Nothing is conditional on data except through ``jnp.where``, so under ``vmap`` a call
+    costs one evaluation per member and the members' line searches proceed independently.
     """
-    opt = optax.lbfgs(memory_size=memory, linesearch=optax.scale_by_backtracking_linesearch(
-        max_backtracking_steps=30, decrease_factor=0.5, increase_factor=math.inf, max_learning_rate=1.0,
-        store_grad=True))
+    precondition = optax.scale_by_lbfgs(memory_size=memory)
+
+    def direction(grad, history, x):
+        d, new_history = precondition.update(grad, history, x)
+        d = -d
+        slope = jnp.vdot(grad, d)
+        # An ascent (or zero, or non-finite) direction: restart from steepest descent.
+        fresh_d, fresh_history = precondition.update(grad, precondition.init(x), x)
+        bad = ~(slope < 0)
+        d = jnp.where(bad, -fresh_d, d)
+        history = jax.tree.map(lambda a, b: jnp.where(bad, a, b), fresh_history, new_history)
+        return d, jnp.vdot(grad, d), history
 
     def init(x, loss_fn):
         value, grad = jax.value_and_grad(loss_fn)(x)
-        return otu.tree_set(opt.init(x), value=value, grad=grad)
+        d, slope, history = direction(grad, precondition.init(x), x)
+        return LbfgsState(value=value, grad=grad, direction=d, slope=slope, step_size=jnp.ones((), x.dtype),
+                          trials=jnp.zeros((), jnp.int32), history=history)
 
     def step(x, state, loss_fn):
-        value, grad = otu.tree_get(state, "value"), otu.tree_get(state, "grad")
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss_fn)
-        return optax.apply_updates(x, updates), state, value
+        trial = x + state.step_size * state.direction
+        value, grad = jax.value_and_grad(loss_fn)(trial)
+        accepted = value <= state.value + slope_rtol * state.step_size * state.slope  # False for NaN
+        give_up = ~accepted & (state.trials + 1 >= max_trials)
+        done = accepted | give_up
+        new_x = jnp.where(accepted, trial, x)
+        # A point with a finite loss but a non-finite gradient is a dead end: its value is
+        # reported as NaN on the next call, which stops the loop (last_finite keeps x).
+        finite_grad = jnp.all(jnp.isfinite(grad))
+        new_value = jnp.where(accepted, jnp.where(finite_grad, value, jnp.nan), state.value)
+        new_grad = jnp.where(accepted, grad, state.grad)
+        history = jax.tree.map(lambda fresh, old: jnp.where(give_up, fresh, old),
+                               precondition.init(x), state.history)
+        d, slope, history = direction(new_grad, history, new_x)
+        keep = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+        new_state = LbfgsState(value=new_value, grad=new_grad,
+                           direction=keep(d, state.direction), slope=keep(slope, state.slope),
+                           step_size=jnp.where(done, jnp.ones_like(state.step_size),
+                                               decrease_factor * state.step_size),
+                           trials=jnp.where(done, 0, state.trials + 1),
+                           history=jax.tree.map(keep, history, state.history))
+        return new_x, new_state, state.value, done
 
     return Optimizer(init=init, step=step)
 
@@ -99,20 +166,23 @@ def run_steps(optimizer: Optimizer, loss_fn: LossFn, state: LoopState, num_steps
               *, max_steps: int) -> tuple[LoopState, jax.Array]:
     """Run ``num_steps`` (traced, <= max_steps) steps in one ``lax.while_loop``.
 
-    Returns the state and the losses float32 [max_steps] (loss before each step; NaN past
-    the steps run). The loop stops at the first non-finite loss: ``nonfinite`` is then set
-    and ``last_finite`` holds the newest iterate whose loss was finite (``x`` and
-    ``opt_state`` are not to be used further).
+    Each turn of the loop is one call of ``optimizer.step``; a step that needs several calls
+    (line-search trials) counts once, when it is done. Returns the state and the losses
+    float32 [max_steps] (loss before each step; NaN past the steps run). The loop stops at
+    the first non-finite loss: ``nonfinite`` is then set and ``last_finite`` holds the newest
+    iterate whose loss was finite (``x`` and ``opt_state`` are not to be used further).
     """
 
     def body(carry):
         i, state, losses = carry
-        x, opt_state, value = optimizer.step(state.x, state.opt_state, loss_fn)
+        x, opt_state, value, done = optimizer.step(state.x, state.opt_state, loss_fn)
         finite = jnp.isfinite(value)
+        counted = done & finite
         state = LoopState(x=x, opt_state=opt_state,
                           last_finite=jnp.where(finite, state.x, state.last_finite),
-                          steps=state.steps + finite.astype(jnp.int32), nonfinite=~finite)
-        return i + 1, state, losses.at[i].set(value.astype(jnp.float32))
+                          steps=state.steps + counted.astype(jnp.int32), nonfinite=~finite)
+        losses = losses.at[i].set(jnp.where(done | ~finite, value.astype(jnp.float32), losses[i]))
+        return i + counted.astype(jnp.int32), state, losses
 
     def keep_going(carry):
         i, state, _ = carry
