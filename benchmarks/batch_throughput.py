@@ -4,8 +4,12 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.batch_throughput ...
 
 Every configuration stylizes the same pairs (tubingen/golden_gate x the shared paintings,
-else synthetic images); the first batch of each configuration is a warm-up (compile) and is
-not timed. Writes JSON to benchmarks/results/.
+else synthetic images) twice: the first pass is a warm-up and is not timed, so every program
+(one per style-image shape for the style targets, one per batch shape for the loop) is
+compiled before the timed pass. (Warming up on the first pair alone, as this benchmark did
+before 2026-11-25, left the compiles for the other style shapes in the loop's time: on an
+H100 that made the loop look 3.8x slower than a batch of one.) Writes JSON to
+benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -54,20 +58,26 @@ def main(argv=None) -> None:
     info = machine_info()
     rows = []
 
-    stylize(contents[0], styles[0], config=config, vgg=vgg)  # warm-up
+    def loop_pass():
+        for c, s in zip(contents, styles):
+            stylize(c, s, config=config, vgg=vgg)
+
+    loop_pass()  # warm-up: compiles every shape
     start = time.perf_counter()
-    for c, s in zip(contents, styles):
-        stylize(c, s, config=config, vgg=vgg)
+    loop_pass()
     loop = args.pairs / (time.perf_counter() - start)
     rows.append({"mode": "python loop over stylize", "batch_size": 1, "devices": 1, "pairs_per_second": loop})
     print(f"loop over stylize            {loop:8.3f} pairs/s", flush=True)
 
     mesh = batch_mesh() if jax.local_device_count() > 1 else None
     for b in (int(x) for x in args.batch_sizes.split(",")):
-        stylize_batch(np.stack(contents[:b]), styles[:b], config=config, vgg=vgg, mesh=mesh)  # warm-up
+        def batch_pass(b=b):
+            for i in range(0, args.pairs, b):
+                stylize_batch(np.stack(contents[i:i + b]), styles[i:i + b], config=config, vgg=vgg, mesh=mesh)
+
+        batch_pass()  # warm-up
         start = time.perf_counter()
-        for i in range(0, args.pairs, b):
-            stylize_batch(np.stack(contents[i:i + b]), styles[i:i + b], config=config, vgg=vgg, mesh=mesh)
+        batch_pass()
         rate = args.pairs / (time.perf_counter() - start)
         rows.append({"mode": "stylize_batch", "batch_size": b, "devices": jax.local_device_count(),
                      "pairs_per_second": rate})

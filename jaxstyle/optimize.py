@@ -92,16 +92,20 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
     """
     precondition = optax.scale_by_lbfgs(memory_size=memory)
 
+    def forget(history, drop, count):
+        """``history`` with its curvature pairs dropped where ``drop``: their weights (rho) set
+        to 0, so the two-loop recursion skips them; ``count`` restarts the step numbering."""
+        return history._replace(count=jnp.where(drop, count, history.count).astype(history.count.dtype),
+                                weights_memory=jnp.where(drop, 0.0, history.weights_memory))
+
     def direction(grad, history, x):
-        d, new_history = precondition.update(grad, history, x)
+        d, history = precondition.update(grad, history, x)
         d = -d
-        slope = jnp.vdot(grad, d)
-        # An ascent (or zero, or non-finite) direction: restart from steepest descent.
-        fresh_d, fresh_history = precondition.update(grad, precondition.init(x), x)
-        bad = ~(slope < 0)
-        d = jnp.where(bad, -fresh_d, d)
-        history = jax.tree.map(lambda a, b: jnp.where(bad, a, b), fresh_history, new_history)
-        return d, jnp.vdot(grad, d), history
+        # An ascent (or zero, or non-finite) direction: restart from scaled steepest descent,
+        # what optax's first step does (direction -g min(1, 1/|g|)).
+        bad = ~(jnp.vdot(grad, d) < 0)
+        d = jnp.where(bad, -grad * jnp.minimum(1.0, 1.0 / jnp.linalg.norm(grad)), d)
+        return d, jnp.vdot(grad, d), forget(history, bad, 1)
 
     def init(x, loss_fn):
         value, grad = jax.value_and_grad(loss_fn)(x)
@@ -121,9 +125,7 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
         finite_grad = jnp.all(jnp.isfinite(grad))
         new_value = jnp.where(accepted, jnp.where(finite_grad, value, jnp.nan), state.value)
         new_grad = jnp.where(accepted, grad, state.grad)
-        history = jax.tree.map(lambda fresh, old: jnp.where(give_up, fresh, old),
-                               precondition.init(x), state.history)
-        d, slope, history = direction(new_grad, history, new_x)
+        d, slope, history = direction(new_grad, forget(state.history, give_up, 0), new_x)
         keep = lambda new, old: jnp.where(done, new, old)  # noqa: E731
         new_state = LbfgsState(value=new_value, grad=new_grad,
                            direction=keep(d, state.direction), slope=keep(slope, state.slope),
