@@ -72,11 +72,12 @@ def grouped_convolutions(compiled_hlo: str) -> int:
     Under ``vmap`` a convolution whose kernel carries the batch axis is lowered to a grouped
     convolution (the batch folded into the channels, the kernel copied B times). The
     compiled program is read rather than the jaxpr because XLA removes dead convolutions
-    (the kernel gradients of the custom VJP) that the jaxpr still holds.
+    (the kernel gradients of the custom VJP) that the jaxpr still holds. On GPUs the
+    convolutions are cuDNN custom calls carrying the same group attributes.
     """
     count = 0
     for line in compiled_hlo.splitlines():
-        if " convolution(" in line:
+        if " convolution(" in line or "__cudnn$conv" in line:  # XLA:GPU lowers convolutions to cuDNN calls
             groups = re.findall(r"(?:feature|batch)_group_count=(\d+)", line)
             count += any(int(g) > 1 for g in groups)
     return count

@@ -26,7 +26,7 @@ from jaxstyle.batch import bucket_shape, stylize_batch
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
-from jaxstyle.manifest import Pair
+from jaxstyle.manifest import Pair, check_inside
 from jaxstyle.plot import plot_losses
 from jaxstyle.vgg import VGG19
 
@@ -77,6 +77,9 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
     buckets: dict[tuple[tuple[int, int], int], list[Pair]] = {}
     for pair in pairs:
+        if pair.error is not None:  # refused when the manifest was read (e.g. an output outside --out-dir)
+            finish(pair, "failed", reason=pair.error)
+            continue
         if pair.output.exists() and not overwrite:
             finish(pair, "skipped", reason="output exists")
             continue
@@ -97,6 +100,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         for (shape, _), bucket in sorted(buckets.items()):
             for start in range(0, len(bucket), batch_size):
                 _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size,
+                           out_dir=report_path.parent,
                            style_size=style_size or size, mesh=mesh,
                            styles=styles, grams=grams, finish=finish, plot=plot)
                 write_report(report_path, records, extra)
@@ -105,8 +109,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     return report
 
 
-def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, style_size, mesh, styles, grams,
-               finish, plot=False) -> None:
+def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, out_dir, style_size, mesh, styles,
+               grams, finish, plot=False) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
     content_masks, style_masks = [], []
     for pair in batch:
@@ -157,6 +161,7 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
     seconds = (time.perf_counter() - start) / len(ready)
     for pair, result, exact in zip(ready, results, exact_shapes):
         try:
+            check_inside(out_dir, pair.output)  # again: a symlink may have appeared meanwhile
             pair.output.parent.mkdir(parents=True, exist_ok=True)
             save_image(pair.output, resize_to(result.image, *exact))
             if plot:

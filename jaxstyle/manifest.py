@@ -8,7 +8,13 @@ separated by ``|`` (``a.jpg|b.jpg``); their Gram targets are blended with ``styl
 image: white takes the first style, black the last), each region takes its own style.
 ``style_masks`` (``m1.png|m2.png``, an empty entry for none) picks the part of each style image
 that counts. Without ``output`` a pair is written to
-``OUT_DIR/<content stem>__<style stem>[+<style stem>...].png``.
+``OUT_DIR/<content stem>__<style stem>[+<style stem>...].png`` (stems with characters other
+than letters, digits, ``.``, ``-``, ``+`` and ``_`` have them replaced by ``_``).
+
+Outputs stay inside the output folder: manifests are often written by someone else or sit in
+a shared place, so an ``output`` entry that is absolute, has a drive or URL scheme, or resolves
+(after ``..`` and symlinked folders) outside ``OUT_DIR`` makes that pair fail with the reason
+(:attr:`Pair.error`); the other pairs run. Inputs may live anywhere the manifest names.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PureWindowsPath
 
 from jaxstyle.config import normalized_blend
 from jaxstyle.image_io import IMAGE_SUFFIXES
@@ -34,6 +41,7 @@ class Pair:
     style_blend: tuple[float, ...] | None = None
     content_mask: Path | None = None
     style_masks: tuple[Path | None, ...] = ()
+    error: str | None = None  # why this pair cannot run (e.g. an output outside the output folder)
 
     @property
     def styles(self) -> tuple[Path, ...]:
@@ -46,8 +54,32 @@ class Pair:
         return record
 
 
+def _safe_stem(path: Path) -> str:
+    stem = re.sub(r"[^\w.+-]", "_", path.stem).lstrip(".")
+    return stem or "image"
+
+
 def _default_output(out_dir: Path, content: Path, *styles: Path) -> Path:
-    return out_dir / f"{content.stem}__{'+'.join(s.stem for s in styles)}.png"
+    return out_dir / f"{_safe_stem(content)}__{'+'.join(_safe_stem(s) for s in styles)}.png"
+
+
+def check_inside(out_dir: Path, path: Path) -> None:
+    """ValueError unless ``path`` resolves (``..`` and symlinks followed) to a file inside ``out_dir``."""
+    root, target = Path(out_dir).resolve(), Path(path).resolve()
+    if root not in target.parents:
+        raise ValueError(f"output {path} resolves to {target}, outside the output folder {out_dir}: refused")
+
+
+def confined_output(out_dir: Path, entry: str) -> Path:
+    """``out_dir / entry``, or ValueError when the manifest's ``output`` entry would put the file
+    anywhere but inside ``out_dir``."""
+    absolute = entry.startswith(("/", "\\", "~")) or Path(entry).is_absolute()
+    if absolute or "://" in entry or PureWindowsPath(entry).drive:
+        raise ValueError(f"output {entry!r} is absolute or names a drive or scheme: outputs are paths inside "
+                         f"the output folder {out_dir}; refused")
+    path = out_dir / entry
+    check_inside(out_dir, path)
+    return path
 
 
 def _blend(row: dict, styles: int, where: str) -> tuple[float, ...] | None:
@@ -114,8 +146,15 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
         styles = [base / part.strip() for part in str(row["style"]).split("|") if part.strip()]
         if not styles:
             raise ValueError(f"{where}: expected both content and style")
-        output = (out_dir / str(row["output"]).strip() if row.get("output")
-                  else _default_output(out_dir, content, *styles))
+        error = None
+        if row.get("output"):
+            entry = str(row["output"]).strip()
+            try:
+                output = confined_output(out_dir, entry)
+            except ValueError as exc:
+                output, error = Path(entry), f"{where}: {exc}"
+        else:
+            output = _default_output(out_dir, content, *styles)
         content_mask = base / str(row["content_mask"]).strip() if row.get("content_mask") else None
         if content_mask is not None and len(styles) < 2:
             raise ValueError(f"{where}: a content_mask splits the image between styles: give at least two (a|b)")
@@ -128,7 +167,7 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
                                  f"got {len(style_masks)}")
         pairs.append(Pair(content, styles[0], output, _number(row, "content_weight", where),
                           _number(row, "style_weight", where), _number(row, "seed", where, int),
-                          tuple(styles[1:]), _blend(row, len(styles), where), content_mask, style_masks))
+                          tuple(styles[1:]), _blend(row, len(styles), where), content_mask, style_masks, error))
     return _check_unique(pairs, str(path))
 
 

@@ -51,10 +51,11 @@ def report(out):
     return json.loads((out / "report.json").read_text())
 
 
-def test_folders_every_pair(env, folder):
+def test_folders_every_pair(env, folder, capsys):
     out = folder / "out"
     assert main(["batch", "--contents", str(folder / "photos"), "--styles", str(folder / "art"),
-                 "--out-dir", str(out), *FAST]) == 0
+                 "--out-dir", str(out), *FAST[:-3]]) == 0  # --batch-size auto: 1 on this CPU
+    assert "batch size 1 (auto: 1 per CPU device" in capsys.readouterr().err
     rep = report(out)
     assert rep["summary"] == {"total": 6, "done": 6, "skipped": 0, "failed": 0, "pending": 0}
     assert Image.open(out / "a__x.png").size == (32, 24)
@@ -196,3 +197,38 @@ def test_manifest_with_masks_and_plots(env, folder):
     bad.write_text("content,style,content_mask\nphotos/a.png,art/x.png,mask.png\n")
     with pytest.raises(ValueError, match="at least two"):
         read_manifest(bad, out)
+
+
+def test_manifest_outputs_stay_inside_out_dir(env, folder, tmp_path):
+    """A manifest cannot place files outside --out-dir: `..`, absolute paths, drives, schemes and
+    symlinked folders pointing out fail their pair with a reason; the others run."""
+    out = folder / "out"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "linked").mkdir(parents=True)
+    (out / "linked" / "away").symlink_to(outside, target_is_directory=True)
+    evil = {"../escape.png": folder / "escape.png", str(outside / "abs.png"): outside / "abs.png",
+            "linked/away/via_link.png": outside / "via_link.png", "sub/../../escape2.png": folder / "escape2.png",
+            "C:/x.png": None, "s3://bucket/x.png": None, "~/home.png": None}
+    rows = ["content,style,output", "photos/a.png,art/x.png,good/ok.png"]
+    rows += [f"photos/a.png,art/y.png,{entry}" for entry in evil]
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    assert main(["batch", str(folder / "pairs.csv"), "--out-dir", str(out), *FAST]) == 1
+    rep = report(out)
+    assert rep["summary"] == {"total": 8, "done": 1, "skipped": 0, "failed": 7, "pending": 0}
+    assert (out / "good" / "ok.png").exists()
+    failed = [r for r in rep["pairs"] if r["status"] == "failed"]
+    assert all("refused" in r["reason"] and "pairs.csv:" in r["reason"] for r in failed), failed
+    assert not any(target.exists() for target in evil.values() if target is not None)
+    assert list(outside.iterdir()) == []
+
+
+def test_default_outputs_from_odd_stems_stay_inside(env, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "art").mkdir()
+    save(tmp_path / "photos" / "..a b#c.png", 40, 40, 1)
+    save(tmp_path / "art" / "x;y.png", 40, 40, 2)
+    out = tmp_path / "out"
+    assert main(["batch", "--contents", str(tmp_path / "photos"), "--styles", str(tmp_path / "art"),
+                 "--out-dir", str(out), *FAST]) == 0
+    assert [p.name for p in out.iterdir() if p.suffix == ".png"] == ["a_b_c__x_y.png"]

@@ -56,3 +56,36 @@ def test_plan_prints_stages_and_memory(weights_file, tmp_path, monkeypatch, caps
     assert "memory estimate:" in out and "fits" in out
     assert main(["plan", str(content), "--size", "400000"]) == 1
     assert "does NOT fit" in capsys.readouterr().out
+
+
+class FakeAccelerator:
+    platform, device_kind = "gpu", "fake GPU"
+
+    def __init__(self, free_bytes):
+        self.free = free_bytes
+
+    def memory_stats(self):
+        return {"bytes_limit": self.free, "bytes_in_use": 0}
+
+
+def test_auto_batch_size_is_one_per_cpu_device():
+    import jax
+
+    from jaxstyle.memory import auto_batch_size
+
+    size, why = auto_batch_size(512, 512, StyleConfig())
+    assert size == jax.local_device_count() and "CPU" in why
+
+
+def test_auto_batch_size_fills_accelerator_memory_up_to_the_cap():
+    from jaxstyle.memory import AUTO_MEMORY_SHARE, MAX_AUTO_BATCH_PER_DEVICE, auto_batch_size
+
+    config = StyleConfig()
+    one, three = estimate_bytes(512, 512, config, 1), estimate_bytes(512, 512, config, 3)
+    # room for 3 (but not 4) within the share of free memory
+    free = int(three / AUTO_MEMORY_SHARE) + 1
+    assert estimate_bytes(512, 512, config, 4) > AUTO_MEMORY_SHARE * free
+    assert auto_batch_size(512, 512, config, [FakeAccelerator(free)])[0] == 3
+    assert auto_batch_size(512, 512, config, [FakeAccelerator(free)] * 2)[0] == 6
+    assert auto_batch_size(512, 512, config, [FakeAccelerator(1 << 50)])[0] == MAX_AUTO_BATCH_PER_DEVICE
+    assert auto_batch_size(512, 512, config, [FakeAccelerator(one // 2)])[0] == 1  # check_fits refuses it later
