@@ -94,8 +94,9 @@ def check_fits(height: int, width: int, config: StyleConfig, what: str, device: 
     return need
 
 
-# Most pairs a device optimises together under --batch-size auto on an accelerator. Beyond
-# this the pairs/s of one GPU stopped growing (benchmarks/README.md, batch throughput).
+# Most pairs a device optimises together under --batch-size auto on an accelerator. On an
+# H100 at 512 px pairs/s stopped growing at 4 (1.18x a loop; 8 and 16: 1.16x); smaller images
+# need bigger batches to fill the device (benchmarks/README.md, batch throughput).
 MAX_AUTO_BATCH_PER_DEVICE = 8
 AUTO_MEMORY_SHARE = 0.8  # of the free device memory, for a batch picked automatically
 
@@ -106,7 +107,7 @@ def auto_batch_size(height: int, width: int, config: StyleConfig,
 
     On CPU devices one pair per device: the convolutions of one image already keep every
     core busy, so a batch only adds memory (measured on a 2-core CPU: batches of 2-8 pairs ran
-    at 0.95-1.0x a loop's pairs/s, never faster). On an accelerator, per device the largest
+    at 1.02-1.06x a loop's pairs/s at 128 px, 0.90-0.97x at 256 px). On an accelerator, per device the largest
     batch up to ``MAX_AUTO_BATCH_PER_DEVICE`` whose estimate fits in ``AUTO_MEMORY_SHARE`` of
     its free memory (at least 1), times the devices.
     """
