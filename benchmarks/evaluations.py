@@ -83,7 +83,7 @@ def grouped_convolutions(compiled_hlo: str) -> int:
     return count
 
 
-def _problem(vgg, contents, styles, optimizer: str, size: int):
+def _problem(vgg, contents, styles, optimizer: str):
     import importlib
 
     from jaxstyle.config import StyleConfig
@@ -100,10 +100,10 @@ def _problem(vgg, contents, styles, optimizer: str, size: int):
 def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
     """Forward/backward evaluations per pair-step, single and batched, and grouped convolutions."""
     from jaxstyle.batch import map_over_pairs
-    from jaxstyle.optimize import init_loop, make_optimizer, run_steps
+    from jaxstyle.optimize import init_loop, run_steps
 
-    stylize, program, weights, targets = _problem(vgg, contents, styles, optimizer, contents[0].shape[0])
-    opt = make_optimizer(optimizer, learning_rate=program.learning_rate, memory=program.lbfgs_memory)
+    stylize, program, weights, targets = _problem(vgg, contents, styles, optimizer)
+    opt = program.make_optimizer()
     counter = EvaluationCounter()
     params = vgg.params
 
@@ -122,10 +122,10 @@ def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
         out = jax.block_until_ready(fn(*args))
         return {k: v / pairs / steps for k, v in counter.counts.items()}, out
 
-    single = jax.jit(run)
+    single, single_start = jax.jit(run), jax.jit(start)
     per_pair = []
     for c, t in zip(contents, targets):
-        state = jax.jit(start)(jnp.asarray(c), t, weights)
+        state = single_start(jnp.asarray(c), t, weights)
         counts, (state, _) = count(single, (state, t, weights), 1)
         per_pair.append(counts | {"steps": int(state.steps)})
     n = len(contents)

@@ -29,7 +29,7 @@ from jax.typing import ArrayLike
 from jaxstyle import color
 from jaxstyle.config import StyleConfig, blend_weights
 from jaxstyle.masks import layer_masks, region_masks
-from jaxstyle.optimize import Optimizer, make_optimizer
+from jaxstyle.optimize import Optimizer
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.stylize import (
     StyleResult,
@@ -75,7 +75,9 @@ def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tup
     optimizer, else ``lax.map`` (the pairs one after the other, inside the same compiled
     program), so that a batch never costs more per pair than a loop. ``in_axes``: 0 (mapped)
     or None (shared) per argument. ``sequential`` overrides the choice."""
-    if not (not optimizer.vmappable if sequential is None else sequential):
+    if sequential is None:
+        sequential = not optimizer.vmappable
+    if not sequential:
         return jax.vmap(fn, in_axes=in_axes)
 
     def mapped(*args):
@@ -90,21 +92,17 @@ def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tup
     return mapped
 
 
-def _optimizer(program) -> Optimizer:
-    return make_optimizer(program.optimizer, learning_rate=program.learning_rate, memory=program.lbfgs_memory)
-
-
 @partial(jax.jit, static_argnums=(4, 5))
 def _batched_start(params, x0, targets, weights, program, sharded):
     # On a mesh the batch axis is split over devices, which needs vmap (a lax.map over a
     # sharded axis would gather it): a non-vmappable optimizer then pays for its selects.
-    return map_over_pairs(start_state, _optimizer(program), (None, 0, 0, 0, None),
+    return map_over_pairs(start_state, program.make_optimizer(), (None, 0, 0, 0, None),
                           sequential=False if sharded else None)(params, x0, targets, weights, program)
 
 
 @partial(jax.jit, static_argnums=(5, 6), donate_argnums=(1,))
 def _batched_advance(params, state, targets, weights, num_steps, program, sharded):
-    return map_over_pairs(advance, _optimizer(program), (None, 0, 0, 0, None, None),
+    return map_over_pairs(advance, program.make_optimizer(), (None, 0, 0, 0, None, None),
                           sequential=False if sharded else None)(params, state, targets, weights, num_steps,
                                                                  program)
 

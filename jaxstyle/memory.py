@@ -107,9 +107,9 @@ def auto_batch_size(height: int, width: int, config: StyleConfig,
 
     On CPU devices one pair per device: the convolutions of one image already keep every
     core busy, so a batch only adds memory (measured on a 2-core CPU: batches of 2-8 pairs ran
-    at 1.02-1.06x a loop's pairs/s at 128 px, 0.90-0.97x at 256 px). On an accelerator, per device the largest
-    batch up to ``MAX_AUTO_BATCH_PER_DEVICE`` whose estimate fits in ``AUTO_MEMORY_SHARE`` of
-    its free memory (at least 1), times the devices.
+    at 1.02-1.06x a loop's pairs/s at 128 px, 0.90-0.97x at 256 px). On an accelerator, per
+    device the largest batch up to ``MAX_AUTO_BATCH_PER_DEVICE`` whose estimate fits in
+    ``AUTO_MEMORY_SHARE`` of its free memory (at least 1), times the devices.
     """
     devices = list(jax.local_devices() if devices is None else devices)
     if devices[0].platform == "cpu":

@@ -40,7 +40,7 @@ from jaxstyle.losses import (
     weighted_style_loss,
 )
 from jaxstyle.masks import layer_masks, region_masks
-from jaxstyle.optimize import LoopState, init_loop, make_optimizer, run_steps
+from jaxstyle.optimize import LoopState, Optimizer, init_loop, make_optimizer, run_steps
 from jaxstyle.vgg import VGG19, Preprocessing, VGG19Features, check_image_size, preprocess
 
 RANGE_PENALTY = 1e3
@@ -76,6 +76,9 @@ class _Program:
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    def make_optimizer(self) -> Optimizer:
+        return make_optimizer(self.optimizer, learning_rate=self.learning_rate, memory=self.lbfgs_memory)
 
 
 def _features(params, image: jax.Array, program: _Program, layers: tuple[str, ...]) -> dict:
@@ -136,9 +139,7 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, program: _Pro
 
 
 def _optimizer_and_loss(params, targets, weights, program: _Program):
-    optimizer = make_optimizer(program.optimizer, learning_rate=program.learning_rate,
-                               memory=program.lbfgs_memory)
-    return optimizer, lambda x: loss_terms(params, x, targets, weights, program)["total"]
+    return program.make_optimizer(), lambda x: loss_terms(params, x, targets, weights, program)["total"]
 
 
 def start_state(params, x0: jax.Array, targets: dict, weights: dict, program: _Program) -> LoopState:

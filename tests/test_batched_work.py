@@ -88,7 +88,7 @@ def test_mixed_pairs_never_cost_more_than_the_costliest_pair(name):
     worst = np.max(alone, axis=0)
     assert batched[0] <= worst[0] + 1e-9 and batched[1] <= worst[1] + 1e-9, (alone, batched)
     if name == "lbfgs":  # the pairs' line searches differ here, so the test has teeth
-        assert len({a for a in alone}) > 1
+        assert len(set(alone)) > 1
     assert grouped_convolutions(hlo) == 0
 
 
