@@ -199,7 +199,13 @@ def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
             *[a for a in FAST if a != "--quiet"], "--iterations", "100000"]
     args += [] if save else ["--no-save-on-interrupt"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen(args, cwd=root, stderr=subprocess.PIPE, text=True)
+    # A shell that starts pytest in the background (`cmd &`) makes SIGINT ignored, and the child
+    # would inherit that; a Python handler here is reset to the default in the child instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(args, cwd=root, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 300
     for line in proc.stderr:  # wait for a first progress report
         if line.startswith("step ") or time.time() > deadline:
