@@ -7,6 +7,9 @@
 * Pairs are grouped by :func:`jaxstyle.batch.bucket_shape` and run ``batch_size`` at a time;
   one program is compiled per bucket and reused. Each output is resized from its bucket
   shape back to its own aspect ratio (longer side ``size``).
+* Two runs on one output folder at once share the pairs through claim files
+  (:mod:`jaxstyle.claims`): no pair is computed twice unless its claim went stale, and each
+  run's report lists every pair once (``skipped``, "written by another run", for the others').
 * The report (``report.json``, or one per process in a multi-host run) is rewritten after
   every batch and on interruption: every pair with status done / skipped / failed / pending,
   the reason, final loss, steps and wall time (a batch's time divided among its pairs).
@@ -23,6 +26,7 @@ import jax
 import numpy as np
 
 from jaxstyle.batch import bucket_shape, stylize_batch
+from jaxstyle.claims import BUSY, Claims
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
@@ -59,9 +63,16 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
               style_size: int | None = None,
               report_path: Path, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
-              report_extra: dict | None = None, plot: bool = False) -> dict:
+              report_extra: dict | None = None, plot: bool = False, stale_claim_seconds: float = 60.0,
+              poll_seconds: float = 1.0) -> dict:
     """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
-    With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``."""
+    With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``.
+
+    Each pair is claimed (:mod:`jaxstyle.claims`) before it is computed, so a second run on the
+    same outputs at the same time takes other pairs; a pair whose claim another live run holds is
+    retried every ``poll_seconds`` until that run writes it (reported ``skipped``) or its claim
+    goes stale (``stale_claim_seconds`` without a refresh, or its process gone): then it is
+    computed here."""
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
@@ -96,14 +107,48 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
     styles: dict[Path, np.ndarray | str] = {}
     grams: dict = {}
+    started = time.time()
+
+    def written_by_another_run(pair: Pair) -> bool:
+        try:  # with --overwrite only a file written since this run started counts
+            modified = pair.output.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return not overwrite or modified >= started
+
+    waiting = buckets
     try:
-        for (shape, _), bucket in sorted(buckets.items()):
-            for start in range(0, len(bucket), batch_size):
-                _run_batch(bucket[start:start + batch_size], shape, config=config, vgg=vgg, size=size,
-                           out_dir=report_path.parent,
-                           style_size=style_size or size, mesh=mesh,
-                           styles=styles, grams=grams, finish=finish, plot=plot)
-                write_report(report_path, records, extra)
+        with Claims(stale_seconds=stale_claim_seconds) as claims:
+            while waiting:  # pairs another run was computing are waited for, then taken over if it died
+                busy: dict = {}
+                for key, bucket in sorted(waiting.items()):
+                    queue = list(bucket)
+                    while queue:
+                        batch = []
+                        while queue and len(batch) < batch_size:
+                            pair = queue.pop(0)
+                            if written_by_another_run(pair):
+                                finish(pair, "skipped", reason="written by another run")
+                            elif claims.try_claim(pair.output) == BUSY:
+                                busy.setdefault(key, []).append(pair)
+                            elif written_by_another_run(pair):  # it finished between our check and claim
+                                claims.release(pair.output)
+                                finish(pair, "skipped", reason="written by another run")
+                            else:
+                                batch.append(pair)
+                        if not batch:
+                            continue
+                        try:
+                            _run_batch(batch, key[0], config=config, vgg=vgg, size=size, out_dir=report_path.parent,
+                                       style_size=style_size or size, mesh=mesh,
+                                       styles=styles, grams=grams, finish=finish, plot=plot)
+                        finally:
+                            for pair in batch:
+                                claims.release(pair.output)
+                        write_report(report_path, records, extra)
+                if busy:
+                    time.sleep(poll_seconds)
+                waiting = busy
     finally:  # also on KeyboardInterrupt: what finished is recorded, the rest stays pending
         report = write_report(report_path, records, extra)
     return report

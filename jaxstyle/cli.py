@@ -202,6 +202,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_style_options(bt)
     bt.add_argument("--init", choices=INITS, default="content")
     bt.add_argument("--overwrite", action="store_true", help="redo pairs whose output exists")
+    bt.add_argument("--claim-timeout", type=_positive_int, default=60, metavar="SECONDS",
+                    help="a pair claimed by another run on this --out-dir is left to it, unless its claim has "
+                         "not been refreshed for this long (that run died) or its process on this host is gone")
     bt.add_argument("--plot", action="store_true", help="also write each pair's loss curves beside its output "
                     "as OUTPUT_STEM.loss.png (needs matplotlib)")
     bt.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
@@ -338,7 +341,7 @@ def _batch(args) -> int:
     def on_pair(record):
         if bar is not None:
             bar.update(1)
-        elif record["status"] != "skipped" or args.overwrite:
+        elif record["status"] != "skipped" or record["reason"] != "output exists":  # resumed pairs go unsaid
             _log(args, f"{record['status']}: {record['output']}"
                        + (f" ({record['reason']})" if record["reason"] else ""))
 
@@ -346,7 +349,8 @@ def _batch(args) -> int:
         report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=batch_size,
                            style_size=_style_size(args),
                            report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
-                           report_extra={"process": index, "process_count": count}, plot=args.plot)
+                           report_extra={"process": index, "process_count": count}, plot=args.plot,
+                           stale_claim_seconds=args.claim_timeout)
     finally:
         if bar is not None:
             bar.close()

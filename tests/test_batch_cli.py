@@ -125,7 +125,7 @@ def test_sigterm_then_resume_redoes_nothing_finished(env, folder):
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     rep = report(out)
     assert 1 <= rep["summary"]["done"] < 6 and rep["summary"]["pending"] >= 1
-    assert len(finished) == rep["summary"]["done"] and not list(out.glob(".*.part"))
+    assert len(finished) == rep["summary"]["done"] and not list(out.glob(".*.part")) + list(out.glob(".*.claim"))
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rep = report(out)
@@ -157,6 +157,43 @@ def test_two_processes_cover_the_manifest_once(env, folder):
     rep = report(out)
     assert rep["summary"] == {"total": 6, "done": 6, "skipped": 0, "failed": 0, "pending": 0}
     assert sorted(r["output"] for r in rep["pairs"]) == sorted(outputs)
+
+
+def test_two_runs_on_one_out_dir_share_the_pairs(env, folder):
+    """A restarted job while the old one still runs: every output once and whole, no pair computed twice."""
+    out = folder / "out"
+    args = [sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"), "--styles",
+            str(folder / "art"), "--out-dir", str(out), *[a for a in FAST if a != "--quiet"][:-1], "1"]
+    procs = [subprocess.Popen(args, cwd=ROOT, env={**env, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        lines = [line for line in err.splitlines() if line.startswith(("done: ", "skipped: "))]
+        assert len(lines) == 6 and len({line.split(" ", 1)[1] for line in lines}) == 6, err  # each pair once
+        done.append({line.split(" ", 1)[1] for line in lines if line.startswith("done: ")})
+    assert not done[0] & done[1], "a pair was computed by both runs"
+    assert len(done[0] | done[1]) == 6
+    rep = report(out)  # the report of the run that ended last
+    assert len({r["output"] for r in rep["pairs"]}) == 6 and rep["summary"]["done"] + rep["summary"]["skipped"] == 6
+    assert sorted(p.name for p in out.iterdir()) == sorted(["report.json", *{Path(o).name for o in done[0] | done[1]}])
+    for path in out.glob("*.png"):
+        Image.open(path).load()  # whole files
+
+
+def test_stale_claim_of_a_dead_run_is_taken_over(env, folder):
+    out = folder / "out"
+    out.mkdir()
+    stale = out / ".a__x.png.claim"
+    stale.write_text(json.dumps({"host": "a-host-that-died", "pid": 1, "token": "old"}))
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    fresh = out / ".b__x.png.claim"
+    fresh.write_text(json.dumps({"host": "a-host-that-died", "pid": 1, "token": "old"}))
+    assert main(["batch", "--contents", str(folder / "photos"), "--styles", str(folder / "art"),
+                 "--out-dir", str(out), *FAST, "--claim-timeout", "3"]) == 0  # the fresh one goes stale too
+    assert report(out)["summary"]["done"] == 6 and not list(out.glob(".*.claim"))
 
 
 def test_manifest_pairs_with_blended_styles(env, folder):
