@@ -345,20 +345,35 @@ def _batch(args) -> int:
             _log(args, f"{record['status']}: {record['output']}"
                        + (f" ({record['reason']})" if record["reason"] else ""))
 
+    watch = None
+    if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)
+        watch = distributed.PeerWatch(index, count, on_failure=distributed.interrupt_main_then_exit)
     try:
         report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=batch_size,
                            style_size=_style_size(args),
                            report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
                            report_extra={"process": index, "process_count": count}, plot=args.plot,
                            stale_claim_seconds=args.claim_timeout)
+        if watch is not None:
+            watch.finish()
+    except (KeyboardInterrupt, Exception) as exc:
+        if watch is None:
+            raise
+        # Leave at once: a normal exit would sit in JAX's shutdown barrier until the heartbeat timeout.
+        failure = watch.failure
+        watch.leave("interrupted" if isinstance(exc, KeyboardInterrupt) and failure is None else "failed")
+        if failure is not None:
+            distributed.abandon(f"{failure}; stopped process {index + 1} of {count} too. Finished outputs are "
+                                f"kept; run the same command again to resume", 1)
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc).splitlines() or [""])[0]
+        distributed.abandon(f"process {index + 1} of {count}: {reason}",
+                            EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_USAGE)
     finally:
         if bar is not None:
             bar.close()
-    if count > 1:
-        distributed.barrier("jaxstyle-batch-done")
-        if index == 0:
-            paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
-            report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
+    if count > 1 and index == 0:
+        paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
+        report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
     summary = report["summary"]
     _log(args, f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
                f"of {summary['total']}; report: {out_dir / 'report.json'}")

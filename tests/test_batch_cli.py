@@ -269,3 +269,44 @@ def test_default_outputs_from_odd_stems_stay_inside(env, tmp_path):
     assert main(["batch", "--contents", str(tmp_path / "photos"), "--styles", str(tmp_path / "art"),
                  "--out-dir", str(out), *FAST]) == 0
     assert [p.name for p in out.iterdir() if p.suffix == ".png"] == ["a_b_c__x_y.png"]
+
+
+@pytest.mark.parametrize("victim", [1, 0], ids=["worker-dies", "coordinator-dies"])
+def test_a_dead_process_stops_the_others_within_seconds_and_a_rerun_resumes(env, folder, victim):
+    out = folder / "out"
+    coordinator = f"127.0.0.1:{free_port()}"
+    slow = [*FAST[:FAST.index("--iterations")], "--iterations", "400", *FAST[FAST.index("--iterations") + 2:]]
+
+    def start(i):
+        return subprocess.Popen([sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"),
+                                 "--styles", str(folder / "art"), "--out-dir", str(out), *slow, "--distributed",
+                                 "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i)],
+                                cwd=ROOT, env={**env, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    procs = [start(0), start(1)]
+    deadline = time.time() + 300
+    while not list(out.glob("*.png")) and time.time() < deadline:  # both are working
+        time.sleep(0.1)
+    procs[victim].kill()
+    killed = time.time()
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=120)
+    waited = time.time() - killed
+    assert waited < 30, f"the survivor took {waited:.0f} s to stop"
+    if victim == 1:
+        assert survivor.returncode == 1, err[-3000:]
+        assert "Traceback" not in err and "to resume" in err and "process 2 of 2 stopped responding" in err
+    else:  # JAX itself ends the others at once when the coordinator goes (its fatal error; not catchable)
+        assert survivor.returncode != 0 and "another task died" in err, err[-3000:]
+    procs[victim].communicate()
+    assert not list(out.glob(".*.part"))
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    coordinator = f"127.0.0.1:{free_port()}"
+    procs = [start(0), start(1)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    rep = report(out)
+    assert rep["summary"]["done"] + rep["summary"]["skipped"] == 6 and rep["summary"]["skipped"] == len(kept)
+    assert all(p.stat().st_mtime_ns == kept[p.name] for p in out.glob("*.png") if p.name in kept)
