@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from jaxstyle.batch import bucket_shape, stylize_batch
 from jaxstyle.claims import BUSY, Claims
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import StyleConfig, optimizer_name
 from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
 from jaxstyle.manifest import Pair, check_inside
@@ -35,6 +36,28 @@ from jaxstyle.plot import plot_losses
 from jaxstyle.vgg import VGG19
 
 STATUSES = ("done", "skipped", "failed", "pending")
+
+
+CACHED_STYLES = 64  # style images (and their Gram targets) kept for the next pairs that use them
+
+
+class LastUsed(OrderedDict):
+    """A dict that keeps only the ``limit`` most recently used entries."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 
 def _exact_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -76,7 +99,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
-                        "optimizer": config.optimizer, "weights": vgg.source}, **(report_extra or {})}
+                        "optimizer": optimizer_name(config.optimizer), "weights": vgg.source}, **(report_extra or {})}
     records = [{**pair.to_dict(), "status": "pending", "reason": None, "final_loss": None, "steps": None,
                 "seconds": None} for pair in pairs]
     by_output = {r["output"]: r for r in records}
@@ -105,8 +128,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         regions = len(pair.styles) if pair.content_mask is not None else 0  # masked pairs batch together
         buckets.setdefault((bucket_shape(h, w, size, bucket_multiple), regions), []).append(pair)
 
-    styles: dict[Path, np.ndarray | str] = {}
-    grams: dict = {}
+    styles: dict[Path, np.ndarray | str] = LastUsed(CACHED_STYLES)  # bounded: a long run keeps memory flat
+    grams: dict = LastUsed(CACHED_STYLES)
     started = time.time()
 
     def written_by_another_run(pair: Pair) -> bool:

@@ -22,7 +22,9 @@ from jaxstyle.config import (
     OPTIMIZERS,
     PRECISIONS,
     StyleConfig,
+    optimizer_name,
 )
+from jaxstyle.optimize import optimizer_from_factory
 from jaxstyle.vgg import LAYER_NAMES, check_image_size
 
 EXIT_USAGE = 2
@@ -75,6 +77,13 @@ def _batch_size(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _optimizer_spec(text: str) -> str:
+    if text in OPTIMIZERS or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(OPTIMIZERS)} or package.module:factory, "
+                                     f"got {text!r}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -118,7 +127,9 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--remat", action="store_true",
                     help="recompute each VGG block's activations in the backward pass: less memory on "
                          "accelerators, about a third more compute (on XLA:CPU it uses more memory)")
-    st.add_argument("--optimizer", choices=OPTIMIZERS, default=StyleConfig.optimizer)
+    st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
+                    help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
+                         "returns an optax GradientTransformation or a jaxstyle.optimize.Optimizer")
     st.add_argument("--learning-rate", type=float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
     st.add_argument("--content-weight", type=float, default=StyleConfig.content_weight)
@@ -294,7 +305,8 @@ def _config(args) -> StyleConfig:
         content_layers=args.content_layers, style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-        iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
+        iterations=args.iterations, learning_rate=args.learning_rate,
+        optimizer=args.optimizer if args.optimizer in OPTIMIZERS else optimizer_from_factory(args.optimizer),
         init=getattr(args, "init", "content") if getattr(args, "init", None) in INITS else "content",
         seed=args.seed, style_blend=getattr(args, "style_blend", None), preserve_colors=args.preserve_colors,
         init_noise_blend=getattr(args, "init_noise_blend", 0.0), normalize_gradients=args.normalize_gradients)
@@ -391,7 +403,8 @@ def _plan(args) -> int:
                                                              zip(shapes, steps)))
     need = memory.estimate_bytes(height, width, config)
     have, where = memory.available_bytes()
-    print(f"memory estimate: {memory.format_bytes(need)} (largest stage, {config.optimizer}, {config.precision}"
+    print(f"memory estimate: {memory.format_bytes(need)} (largest stage, {optimizer_name(config.optimizer)}, "
+          f"{config.precision}"
           f"{', remat' if config.remat else ''})")
     if args.compile:
         compiled = memory.compiled_bytes(_load_vgg(args), height, width, config)

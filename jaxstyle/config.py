@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import Any
 
 from jaxstyle.vgg import canonical_layer
 
@@ -29,6 +30,21 @@ def _layers(names, what: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"expected distinct {what} layers, got {', '.join(names)}")
     return names
+
+
+def _is_optimizer_object(value) -> bool:
+    import optax
+
+    from jaxstyle.optimize import Optimizer
+
+    return isinstance(value, (Optimizer, optax.GradientTransformation))
+
+
+def optimizer_name(optimizer) -> str:
+    """A name for reports and logs: the optimizer's name, or the kind of object it is."""
+    if isinstance(optimizer, str):
+        return optimizer
+    return getattr(optimizer, "name", None) or f"optax {type(optimizer).__name__}"
 
 
 def _is_integer(value) -> bool:
@@ -107,7 +123,7 @@ class StyleConfig:
     style_weight: float = 1e-3
     tv_weight: float = 0.0
     iterations: int = 300
-    optimizer: str = "lbfgs"
+    optimizer: Any = "lbfgs"  # a name in OPTIMIZERS, an optax GradientTransformation or an Optimizer
     learning_rate: float | None = None
     lbfgs_memory: int = 10
     init: str = "content"
@@ -133,19 +149,29 @@ class StyleConfig:
             if not value >= 0 or value == float("inf"):
                 raise ValueError(f"expected {name} to be a finite number >= 0, got {getattr(self, name)!r}")
             set_(name, value)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {self.optimizer!r}")
+        named = isinstance(self.optimizer, str)
+        if named and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
+                             f"jaxstyle.optimize.Optimizer, got {self.optimizer!r}")
+        if not named and not _is_optimizer_object(self.optimizer):
+            raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
+                             f"jaxstyle.optimize.Optimizer, got {type(self.optimizer).__name__}")
         if self.init not in INITS:
             raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
         if not _is_integer(self.iterations) or self.iterations < 0:
             raise ValueError(f"expected iterations to be an integer >= 0, got {self.iterations!r}")
         if not _is_integer(self.lbfgs_memory) or self.lbfgs_memory < 1:
             raise ValueError(f"expected lbfgs_memory to be an integer >= 1, got {self.lbfgs_memory!r}")
-        if self.learning_rate is None:
+        if not named:
+            if self.learning_rate is not None:
+                raise ValueError("learning_rate applies to the named optimizers; an optimizer object carries "
+                                 "its own")
+        elif self.learning_rate is None:
             set_("learning_rate", DEFAULT_LEARNING_RATE[self.optimizer])
         elif not float(self.learning_rate) > 0:
             raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
-        set_("learning_rate", float(self.learning_rate))
+        if named:
+            set_("learning_rate", float(self.learning_rate))
         set_("iterations", int(self.iterations))
         scales = tuple(self.scales)
         if any(not _is_integer(v) or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):

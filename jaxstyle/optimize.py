@@ -41,6 +41,7 @@ class Optimizer(NamedTuple):
     init: Callable[[jax.Array, LossFn], Any]
     step: Callable[[jax.Array, Any, LossFn], tuple[jax.Array, Any, jax.Array, jax.Array]]
     vmappable: bool = True
+    name: str = "custom"
 
 
 class LoopState(NamedTuple):
@@ -138,16 +139,70 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
     return Optimizer(init=init, step=step)
 
 
-def make_optimizer(name: str, *, learning_rate: float, memory: int) -> Optimizer:
-    if name == "adam":
-        return adam(learning_rate=learning_rate)
-    if name == "lbfgs":
-        return lbfgs(memory=memory)
-    if name == "jaxopt-lbfgs":
+def from_optax(transformation: optax.GradientTransformation, *, name: str = "optax", vmappable: bool = True
+               ) -> Optimizer:
+    """Any optax transformation as an :class:`Optimizer`: one value-and-gradient per step, then
+    ``update(grad, state, x, value=, grad=, value_fn=)`` (the extra arguments go to
+    transformations that take them, such as ``optax.lbfgs`` and its line searches).
+
+    A transformation with ``lax.cond`` around evaluations (``optax.lbfgs``'s zoom line search)
+    gives correct results under ``vmap`` but pays for both branches in a batch; pass
+    ``vmappable=False`` to have batches run its pairs one after the other instead.
+    """
+    extra = isinstance(transformation, optax.GradientTransformationExtraArgs)
+
+    def step(x, state, loss_fn):
+        value, grad = jax.value_and_grad(loss_fn)(x)
+        kwargs = {"value": value, "grad": grad, "value_fn": loss_fn} if extra else {}
+        updates, state = transformation.update(grad, state, x, **kwargs)
+        return optax.apply_updates(x, updates), state, value, jnp.array(True)
+
+    return Optimizer(init=lambda x, loss_fn: transformation.init(x), step=step, vmappable=vmappable, name=name)
+
+
+def make_optimizer(spec, *, learning_rate: float | None = None, memory: int = 10) -> Optimizer:
+    """An :class:`Optimizer` from a name (``"lbfgs"``, ``"jaxopt-lbfgs"``, ``"adam"``), an
+    optax ``GradientTransformation`` or an :class:`Optimizer` (returned as it is)."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, optax.GradientTransformation):
+        return from_optax(spec)
+    if spec == "adam":
+        return adam(learning_rate=learning_rate)._replace(name="adam")
+    if spec == "lbfgs":
+        return lbfgs(memory=memory)._replace(name="lbfgs")
+    if spec == "jaxopt-lbfgs":
         from jaxstyle.jaxopt_adapter import jaxopt_lbfgs
 
-        return jaxopt_lbfgs(memory=memory)
-    raise ValueError(f"expected optimizer 'lbfgs', 'jaxopt-lbfgs' or 'adam', got {name!r}")
+        return jaxopt_lbfgs(memory=memory)._replace(name="jaxopt-lbfgs")
+    raise ValueError(f"expected optimizer 'lbfgs', 'jaxopt-lbfgs', 'adam', an optax GradientTransformation or "
+                     f"a jaxstyle.optimize.Optimizer, got {spec!r}")
+
+
+def optimizer_from_factory(spec: str) -> Optimizer:
+    """``"package.module:factory"`` -> ``factory()`` (an optax transformation or an
+    :class:`Optimizer`) as an Optimizer named ``spec``; ValueError naming what is wrong."""
+    import importlib
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected an optimizer name or package.module:factory, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"optimizer {spec}: cannot import {module_name} ({exc})") from None
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ValueError(f"optimizer {spec}: {module_name} has no {attribute}")
+    made = factory if isinstance(factory, (Optimizer, optax.GradientTransformation)) else factory()
+    if isinstance(made, Optimizer):
+        return made._replace(name=spec)
+    if isinstance(made, optax.GradientTransformation):
+        return from_optax(made, name=spec)
+    raise ValueError(f"optimizer {spec}: expected it to return an optax GradientTransformation or a "
+                     f"jaxstyle.optimize.Optimizer, got {type(made).__name__}")
 
 
 def init_loop(optimizer: Optimizer, loss_fn: LossFn, x0: jax.Array) -> LoopState:

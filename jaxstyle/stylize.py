@@ -278,6 +278,56 @@ def _styles(style) -> list:
     return [a] if a.ndim == 3 else list(a)
 
 
+def _checked_inputs(content, style, config: StyleConfig, content_mask, style_masks):
+    """Checked inputs of a pair: (original content, content to optimise (colour mode applied),
+    style images, style masks, content mask, blend weights)."""
+    original = np.asarray(_check_image(content, "content image"))
+    styles = [np.asarray(_check_image(s, f"style image {i + 1}" if i else "style image"))
+              for i, s in enumerate(_styles(style))]
+    if not styles:
+        raise ValueError("expected at least one style image, got none")
+    style_masks = [None] * len(styles) if style_masks is None else list(style_masks)
+    if len(style_masks) != len(styles):
+        raise ValueError(f"expected {len(styles)} style masks (one per style image), got {len(style_masks)}")
+    style_masks = [None if m is None else _check_mask(m, f"style mask {i + 1}") for i, m in enumerate(style_masks)]
+    if content_mask is not None:
+        if config.style_blend is not None:
+            raise ValueError("give a content mask or style blend weights, not both: the mask decides "
+                             "which style goes where")
+        if len(styles) < 2:
+            raise ValueError(f"expected a content mask to split the image between at least 2 styles, "
+                             f"got {len(styles)}")
+        content_mask = _check_mask(content_mask, "content mask")
+    blend = jnp.asarray(config.blend_weights(len(styles)), jnp.float32)
+    content_opt, styles = color.prepare(original, styles, config.preserve_colors)
+    return original, content_opt, styles, style_masks, content_mask, blend
+
+
+def restore_colors(image: np.ndarray, original: np.ndarray, preserve_colors: str | None) -> np.ndarray:
+    """The optimised image [h, w, 3] with the content's colours put back (``preserve_colors=
+    "luminance"`` optimises luminance only), at the image's size; otherwise the image itself."""
+    if preserve_colors != "luminance":
+        return image
+    return color.finish(image, np.asarray(resize(jnp.asarray(original), image.shape[:2])), "luminance")
+
+
+def _stage_targets(params, content_opt, styles, style_masks, content_mask, blend, program: _Program,
+                   shape: tuple[int, int], factor: float, place=lambda a: a) -> dict:
+    """Content features and style Grams of one stage at ``shape`` (h, w); styles scaled by ``factor``."""
+    content_targets_ = content_targets_jit(params, place(resize(jnp.asarray(content_opt), shape)), program=program)
+    grams = []
+    for s, m in zip(styles, style_masks):
+        style_shape = _scaled(s.shape, factor)
+        mask = None if m is None else resize_mask(m, style_shape)
+        grams.append(style_targets_jit(params, resize(jnp.asarray(s), style_shape), program=program, mask=mask))
+    if content_mask is None:
+        return {"content": content_targets_,
+                "style": jax.tree.map(lambda *g: sum(b * gi for b, gi in zip(blend, g)), *grams)}
+    stage_regions = region_masks(np.asarray(resize_mask(content_mask, shape)), len(styles))
+    return {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
+            "masks": layer_masks(stage_regions, program.style_layers)}
+
+
 def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: StyleConfig = StyleConfig(),
             vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
             callback: Callable[[Progress], None] | None = None, callback_every: int = 50,
@@ -308,25 +358,8 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
         from jaxstyle.fetch import load_vgg19
 
         vgg = load_vgg19()
-    original = np.asarray(_check_image(content, "content image"))
-    styles = [np.asarray(_check_image(s, f"style image {i + 1}" if i else "style image"))
-              for i, s in enumerate(_styles(style))]
-    if not styles:
-        raise ValueError("expected at least one style image, got none")
-    style_masks = [None] * len(styles) if style_masks is None else list(style_masks)
-    if len(style_masks) != len(styles):
-        raise ValueError(f"expected {len(styles)} style masks (one per style image), got {len(style_masks)}")
-    style_masks = [None if m is None else _check_mask(m, f"style mask {i + 1}") for i, m in enumerate(style_masks)]
-    if content_mask is not None:
-        if config.style_blend is not None:
-            raise ValueError("give a content mask or style blend weights, not both: the mask decides "
-                             "which style goes where")
-        if len(styles) < 2:
-            raise ValueError(f"expected a content mask to split the image between at least 2 styles, "
-                             f"got {len(styles)}")
-        content_mask = _check_mask(content_mask, "content mask")
-    blend = jnp.asarray(config.blend_weights(len(styles)), jnp.float32)
-    content_opt, styles = color.prepare(original, styles, config.preserve_colors)
+    original, content_opt, styles, style_masks, content_mask, blend = _checked_inputs(
+        content, style, config, content_mask, style_masks)
     if init_image is not None and config.preserve_colors == "luminance":
         init_image = color.grey(color.luminance(_check_image(init_image, "init image")))
 
@@ -351,28 +384,12 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
     else:
         place = lambda a: a  # noqa: E731
 
-    def finish(image: np.ndarray) -> np.ndarray:  # the colours of the content, at the image's size
-        if config.preserve_colors != "luminance":
-            return image
-        return color.finish(image, np.asarray(resize(jnp.asarray(original), image.shape[:2])), "luminance")
+    finish = partial(restore_colors, original=original, preserve_colors=config.preserve_colors)
 
     histories, term_history = [], []
     for index, (h, w) in enumerate(shapes):
-        factor = h / original.shape[0]
-        content_targets_ = content_targets_jit(params, place(resize(jnp.asarray(content_opt), (h, w))),
-                                               program=program)
-        grams = []
-        for s, m in zip(styles, style_masks):
-            shape = _scaled(s.shape, factor)
-            mask = None if m is None else resize_mask(m, shape)
-            grams.append(style_targets_jit(params, resize(jnp.asarray(s), shape), program=program, mask=mask))
-        if content_mask is None:
-            style_targets_ = jax.tree.map(lambda *g: sum(b * gi for b, gi in zip(blend, g)), *grams)
-            targets = {"content": content_targets_, "style": style_targets_}
-        else:
-            stage_regions = region_masks(np.asarray(resize_mask(content_mask, (h, w))), len(styles))
-            targets = {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
-                       "masks": layer_masks(stage_regions, program.style_layers)}
+        targets = _stage_targets(params, content_opt, styles, style_masks, content_mask, blend, program, (h, w),
+                                 h / original.shape[0], place)
         x = place(resize(jnp.clip(x, 0.0, 1.0), (h, w)) if index else resize(x, (h, w)))
         state = init_state(params, x, targets, weights, program=program)
         offset = sum(len(hist) for hist in histories)
