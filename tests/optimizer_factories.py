@@ -6,7 +6,7 @@ from jaxstyle.optimize import Optimizer, adam
 
 
 def clipped_adam():
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.002))  # Adam overshoots this tiny problem at larger steps
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.002))
 
 
 def own_optimizer() -> Optimizer:
