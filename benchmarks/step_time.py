@@ -111,18 +111,19 @@ def time_steps(vgg, size: int, optimizer: str, steps: int, repeats: int, precisi
     content, style = _images(size)
     config = StyleConfig(optimizer=optimizer, iterations=steps, precision=precision, remat=remat)
     program = _Program.build(config, vgg, steps)
+    params = program.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(vgg.params, content, style, program=program)
-    state = init_state(vgg.params, jnp.asarray(content), targets, weights, program=program)
+    targets = compute_targets(params, content, style, program=program)
+    state = init_state(params, jnp.asarray(content), targets, weights, program=program)
     jax.block_until_ready(state)
     start = time.perf_counter()
-    state, _ = run_chunk(vgg.params, state, targets, weights, jnp.int32(steps), program=program)
+    state, _ = run_chunk(params, state, targets, weights, jnp.int32(steps), program=program)
     jax.block_until_ready(state)
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state, losses = run_chunk(vgg.params, state, targets, weights, jnp.int32(steps), program=program)
+        state, losses = run_chunk(params, state, targets, weights, jnp.int32(steps), program=program)
         jax.block_until_ready(state)
         times.append((time.perf_counter() - start) / steps)
     step = statistics.median(times)

@@ -187,7 +187,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         raise ValueError(f"expected {n} style mask lists (one per pair), got {len(style_masks)}")
     program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
-    params = vgg.params if mesh is None else replicate(vgg.params, mesh)
+    base_params = program.params(vgg)
+    params = base_params if mesh is None else replicate(base_params, mesh)
 
     # Style targets once per distinct style image.
     gram_cache = {} if gram_cache is None else gram_cache
@@ -224,7 +225,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
             first_styles.append(checked[0])
             masks_i = [None if m is None else resize_mask(_check_mask(m, f"style mask of pair {i}"), im.shape[:2])
                        for m, im in zip(masks_i, checked)]
-            per_image = [_style_targets(vgg.params, jnp.asarray(im), program, m) for im, m in zip(checked, masks_i)]
+            per_image = [_style_targets(base_params, jnp.asarray(im), program, m) for im, m in zip(checked, masks_i)]
             if not config.preserve_colors and all(m is None for m in masks_i):
                 gram_cache.update(zip(cache_keys, per_image))
         else:

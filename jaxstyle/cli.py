@@ -16,6 +16,7 @@ from pathlib import Path
 from jaxstyle import fetch, image_io, memory, plot, weights
 from jaxstyle.config import (
     COLOR_MODES,
+    CONV_MODES,
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
     INITS,
@@ -127,6 +128,10 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--remat", action="store_true",
                     help="recompute each VGG block's activations in the backward pass: less memory on "
                          "accelerators, about a third more compute (on XLA:CPU it uses more memory)")
+    st.add_argument("--conv", choices=CONV_MODES, default=StyleConfig.conv,
+                    help="3x3 convolutions: direct (lax.conv), winograd (F(4x4,3x3), 4x fewer multiplications), or "
+                         "auto: Winograd where it measured faster on this backend (CPU: conv3_2 onwards; "
+                         "GPU/TPU: none)")
     st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
                     help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
                          "returns an optax GradientTransformation or a jaxstyle.optimize.Optimizer")
@@ -300,7 +305,7 @@ def _style_size(args) -> int:
 def _config(args) -> StyleConfig:
     _resolve_scales(args)
     return StyleConfig(
-        scales=args.coarse_scales, scale_iterations=args.scale_iterations, precision=args.precision,
+        scales=args.coarse_scales, scale_iterations=args.scale_iterations, precision=args.precision, conv=args.conv,
         remat=args.remat,
         content_layers=args.content_layers, style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,

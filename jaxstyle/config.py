@@ -13,6 +13,7 @@ OPTIMIZERS = ("lbfgs", "jaxopt-lbfgs", "adam")
 INITS = ("content", "noise", "style")
 COLOR_MODES = ("luminance", "histogram")
 PRECISIONS = ("float32", "bfloat16")
+CONV_MODES = ("auto", "direct", "winograd")
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -110,6 +111,11 @@ class StyleConfig:
     ``preserve_colors`` is ``"luminance"`` or ``"histogram"`` (see :mod:`jaxstyle.color`).
     ``init`` is ``"content"``, ``"noise"`` or ``"style"`` (the first style image, resized),
     and ``init_noise_blend`` mixes that start with uniform noise: ``(1 - a) init + a noise``.
+    ``conv`` picks how the 3x3 convolutions are computed: ``"direct"`` (``lax.conv``),
+    ``"winograd"`` (Winograd F(4x4, 3x3) for every layer but conv1_1, :mod:`jaxstyle.winograd`), or
+    ``"auto"``: Winograd for the layers where it measured faster on this backend (on CPUs the
+    layers with 256 or more input channels, conv3_2 onwards; on GPUs/TPUs none, their compilers
+    pick their own algorithms). Values agree to ~2e-5 relative.
     ``normalize_gradients`` divides each loss layer's gradient by its L1 norm before
     weighting it (jcjohnson/neural-style); the loss value is unchanged, so the gradient is
     no longer the loss's: it suits Adam better than L-BFGS's line search.
@@ -137,6 +143,7 @@ class StyleConfig:
     preserve_colors: str | None = None
     init_noise_blend: float = 0.0
     normalize_gradients: bool = False
+    conv: str = "auto"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -185,6 +192,11 @@ class StyleConfig:
         set_("remat", bool(self.remat))
         if self.precision not in PRECISIONS:
             raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
+        if self.conv not in CONV_MODES:
+            raise ValueError(f"expected conv in {CONV_MODES}, got {self.conv!r}")
+        if self.conv == "winograd" and self.precision != "float32":
+            raise ValueError(f"conv='winograd' needs precision float32 (its transforms lose too much in "
+                             f"{self.precision}); use conv='auto' or 'direct'")
         if not _is_integer(self.seed):
             raise ValueError(f"expected seed to be an integer, got {self.seed!r}")
         set_("seed", int(self.seed))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
+from jaxstyle.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES, poolings_before
 
 ACTIVATION_FACTOR = 1.1  # buffers per kept activation element (an output and its gradient, overlapped)
 IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's history (x, gradient, last finite, trial, ...)
@@ -56,7 +56,16 @@ def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1)
     deepest = max(LAYER_INDEX[n] for n in config.all_layers)
     convs = [n for n in LAYER_NAMES[: deepest + 1] if n.startswith("conv")]
     weights = sum(k[0] * k[1] * k[2] * k[3] + k[3] for k in (CONV_KERNEL_SHAPES[n] for n in convs)) * 4
-    activations = activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR
+    from jaxstyle.stylize import winograd_layers
+
+    # Winograd layers keep their transformed kernels (36 points, forward and backward: 8x the
+    # kernel) and need a workspace of 36/16 of their input and output while they run.
+    fast = winograd_layers(config.conv, config.all_layers, jax.default_backend(), config.precision)
+    weights += sum(72 * CONV_KERNEL_SHAPES[n][2] * CONV_KERNEL_SHAPES[n][3] * 4 for n in fast)
+    sizes = {n: (height >> poolings_before(n)) * (width >> poolings_before(n)) for n in fast}
+    workspace = max((sizes[n] * 36 // 16 * (CONV_KERNEL_SHAPES[n][2] + CONV_KERNEL_SHAPES[n][3]) * 4 for n in fast),
+                    default=0)
+    activations = activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR + workspace
     history = 2 * config.lbfgs_memory if config.optimizer != "adam" else 2
     images = height * width * 3 * 4 * (history + IMAGE_ARRAYS)
     return int(OVERHEAD_BYTES + weights + batch * (activations + images))
@@ -138,11 +147,13 @@ def compiled_bytes(vgg, height: int, width: int, config: StyleConfig) -> int | N
     from jaxstyle.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
 
     program = _Program.build(config, vgg, 10)
+
+    params = program.params(vgg)
     weights = loss_weights(config)
     image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
-    targets = jax.eval_shape(lambda c, s: compute_targets(vgg.params, c, s, program=program), image, image)
-    state = jax.eval_shape(lambda x, t: init_state(vgg.params, x, t, weights, program=program), image, targets)
-    compiled = run_chunk.lower(vgg.params, state, targets, weights, jnp.int32(10), program=program).compile()
+    targets = jax.eval_shape(lambda c, s: compute_targets(params, c, s, program=program), image, image)
+    state = jax.eval_shape(lambda x, t: init_state(params, x, t, weights, program=program), image, targets)
+    compiled = run_chunk.lower(params, state, targets, weights, jnp.int32(10), program=program).compile()
     analysis = compiled.memory_analysis()
     if analysis is None:
         return None

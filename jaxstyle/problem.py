@@ -87,12 +87,13 @@ def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, con
 
         init_image = color.grey(color.luminance(_check_image(init_image, "init image")))
     program = _Program.build(config, vgg, 1)
-    targets = _stage_targets(vgg.params, content_opt, styles, style_masks, content_mask, blend, program, (h, w), 1.0)
+    params = program.params(vgg)
+    targets = _stage_targets(params, content_opt, styles, style_masks, content_mask, blend, program, (h, w), 1.0)
     weights = loss_weights(config)
     x0 = initial_image(jnp.asarray(content_opt), config, init_image, style=jnp.asarray(styles[0]))
 
     def image(x: ArrayLike) -> np.ndarray:
         return restore_colors(np.asarray(jnp.clip(jnp.asarray(x), 0.0, 1.0)), original, config.preserve_colors)
 
-    return StyleProblem(x0=x0, loss=partial(_loss, vgg.params, targets, weights, program),
-                        terms=partial(_terms, vgg.params, targets, weights, program), image=image, config=config)
+    return StyleProblem(x0=x0, loss=partial(_loss, params, targets, weights, program),
+                        terms=partial(_terms, params, targets, weights, program), image=image, config=config)

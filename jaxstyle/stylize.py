@@ -41,9 +41,41 @@ from jaxstyle.losses import (
 )
 from jaxstyle.masks import layer_masks, region_masks
 from jaxstyle.optimize import LoopState, Optimizer, init_loop, make_optimizer, run_steps
-from jaxstyle.vgg import VGG19, Preprocessing, VGG19Features, check_image_size, preprocess
+from jaxstyle.vgg import (
+    CONV_KERNEL_SHAPES,
+    LAYER_INDEX,
+    VGG19,
+    Preprocessing,
+    VGG19Features,
+    canonical_layer,
+    check_image_size,
+    preprocess,
+    with_winograd_kernels,
+)
 
 RANGE_PENALTY = 1e3
+
+
+# Layers where Winograd F(4x4, 3x3) measured at least 15% faster than lax.conv on XLA:CPU
+# (forward + input gradient, at 512x384 and 256x192: benchmarks/conv_layers.py, table in
+# benchmarks/README.md): those with 256 or more input channels.
+CPU_WINOGRAD_LAYERS = tuple(n for n, shape in CONV_KERNEL_SHAPES.items() if shape[2] >= 256)
+
+
+def winograd_layers(mode: str, layers: tuple[str, ...], platform: str, precision: str = "float32"
+                    ) -> tuple[str, ...]:
+    """The conv layers (up to the deepest of ``layers``) that ``conv=mode`` computes by Winograd.
+    Never in bfloat16: the transforms' coefficients (up to 8 and 1/24) cost more than its 8-bit
+    mantissa can spare (``conv="winograd"`` with bfloat16 is refused by StyleConfig)."""
+    if precision != "float32":
+        return ()
+    deepest = max(LAYER_INDEX[canonical_layer(n)] for n in layers)
+    convs = [n for n in CONV_KERNEL_SHAPES if LAYER_INDEX[n] <= deepest]
+    if mode == "winograd":
+        return tuple(n for n in convs if n != "conv1_1")  # 3 input channels: nothing to gain
+    if mode == "auto" and platform == "cpu":
+        return tuple(n for n in convs if n in CPU_WINOGRAD_LAYERS)
+    return ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +93,7 @@ class _Program:
     precision: str = "float32"
     remat: bool = False
     normalize_gradients: bool = False
+    winograd_layers: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, config: StyleConfig, vgg: VGG19, callback_every: int) -> _Program:
@@ -71,11 +104,18 @@ class _Program:
         return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing, config.optimizer,
                    config.learning_rate, config.lbfgs_memory, chunk=int(min(callback_every, longest_stage)),
                    precision=config.precision, remat=config.remat,
-                   normalize_gradients=config.normalize_gradients)
+                   normalize_gradients=config.normalize_gradients,
+                   winograd_layers=winograd_layers(config.conv, config.all_layers, jax.default_backend(),
+                                                   config.precision))
 
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    def params(self, vgg: VGG19) -> dict:
+        """The network's parameters as this program's layers need them (with the Winograd
+        kernels of ``winograd_layers``, transformed here, once per run)."""
+        return with_winograd_kernels(vgg.params, self.winograd_layers) if self.winograd_layers else vgg.params
 
     def make_optimizer(self) -> Optimizer:
         return make_optimizer(self.optimizer, learning_rate=self.learning_rate, memory=self.lbfgs_memory)
@@ -84,7 +124,7 @@ class _Program:
 def _features(params, image: jax.Array, program: _Program, layers: tuple[str, ...]) -> dict:
     """Features of one image [H, W, 3] in [0, 1]: {layer: [h, w, C]}."""
     net = VGG19Features(layers=layers, pooling=program.pooling, dtype=jnp.dtype(program.precision),
-                        remat=program.remat)
+                        remat=program.remat, winograd_layers=program.winograd_layers)
     feats = net.apply({"params": params}, preprocess(image, program.prep)[None])
     return {k: v[0] for k, v in feats.items()}
 
@@ -372,7 +412,7 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
                              f"style image{f' {i + 1}' if i else ''}{at}")
     program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
-    params = vgg.params
+    params = program.params(vgg)
     weights = loss_weights(config)
     total = config.total_iterations
     x = initial_image(jnp.asarray(content_opt), config, init_image, style=jnp.asarray(styles[0]))

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxstyle.winograd import transform_kernels, winograd_conv3x3
+
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)
 
@@ -155,6 +157,16 @@ def _conv3x3_bwd(residuals, g):
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+@partial(jax.jit, static_argnames=("layers",))
+def with_winograd_kernels(params: Mapping, layers: tuple[str, ...]) -> dict:
+    """``params`` plus each of ``layers``' Winograd kernels (``winograd_forward``/``_backward``),
+    as :class:`VGG19Features` with ``winograd_layers=layers`` needs them."""
+    out = {name: dict(p) for name, p in params.items()}
+    for name in layers:
+        out[name]["winograd_forward"], out[name]["winograd_backward"] = transform_kernels(params[name]["kernel"])
+    return out
+
+
 def pool2x2(x: jax.Array, mode: str) -> jax.Array:
     """2x2, stride-2 max or average pooling of x [B, H, W, C] ("VALID": an odd last row/column is dropped).
 
@@ -171,16 +183,25 @@ def pool2x2(x: jax.Array, mode: str) -> jax.Array:
 
 
 class Conv3x3(nn.Module):
-    """3x3 SAME convolution with bias; parameters ``kernel`` [3, 3, I, O] and ``bias`` [O]."""
+    """3x3 SAME convolution with bias; parameters ``kernel`` [3, 3, I, O] and ``bias`` [O].
+    ``winograd``: computed by Winograd F(4x4, 3x3) (:mod:`jaxstyle.winograd`), same values,
+    from the extra parameters ``winograd_forward`` [36, I, O] and ``winograd_backward`` [36, O, I]
+    that :func:`with_winograd_kernels` adds (transformed once, outside the optimisation loop)."""
 
     features: int
     dtype: jnp.dtype = jnp.float32
+    winograd: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        if not self.winograd:
+            return conv3x3(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        forward = self.param("winograd_forward", lambda _: transform_kernels(kernel)[0])
+        backward = self.param("winograd_backward", lambda _: transform_kernels(kernel)[1])
+        return (winograd_conv3x3(x.astype(self.dtype), forward.astype(self.dtype), backward.astype(self.dtype))
+                + bias.astype(self.dtype))
 
 
 class VGG19Features(nn.Module):
@@ -193,6 +214,8 @@ class VGG19Features(nn.Module):
       remat: checkpoint each VGG block (``nn.remat``): its inner activations are not kept for
         the backward pass but recomputed from the block's input, trading about one more
         forward pass for memory. Values and gradients are unchanged.
+      winograd_layers: conv layers computed by Winograd F(4x4, 3x3) instead of the direct
+        convolution (:mod:`jaxstyle.winograd`; same values to ~2e-5 relative).
 
     Call with preprocessed input float [B, H, W, 3]; returns {name: [B, h, w, C]}.
     """
@@ -201,6 +224,7 @@ class VGG19Features(nn.Module):
     pooling: str = "max"
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    winograd_layers: tuple[str, ...] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -226,7 +250,8 @@ def _run_layers(module: VGG19Features, x: jax.Array, names: tuple[str, ...],
     found = {}
     for name in names:
         if name.startswith("conv"):
-            x = Conv3x3(CONV_KERNEL_SHAPES[name][3], dtype=module.dtype, name=name, parent=module)(x)
+            x = Conv3x3(CONV_KERNEL_SHAPES[name][3], dtype=module.dtype, winograd=name in module.winograd_layers,
+                        name=name, parent=module)(x)
         elif name.startswith("relu"):
             x = nn.relu(x)
         else:

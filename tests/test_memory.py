@@ -14,8 +14,8 @@ from jaxstyle.memory import WontFitError, check_fits, compiled_bytes, estimate_b
 
 
 @pytest.mark.parametrize("config", [StyleConfig(), StyleConfig(remat=True), StyleConfig(optimizer="adam"),
-                                    StyleConfig(precision="bfloat16")],
-                         ids=["default", "remat", "adam", "bfloat16"])
+                                    StyleConfig(precision="bfloat16"), StyleConfig(conv="direct")],
+                         ids=["default", "remat", "adam", "bfloat16", "direct"])
 def test_estimate_is_within_25_percent_of_the_compiled_analysis(random_vgg, config):
     compiled = compiled_bytes(random_vgg, 192, 256, config)
     if compiled is None:
@@ -25,9 +25,12 @@ def test_estimate_is_within_25_percent_of_the_compiled_analysis(random_vgg, conf
 
 
 def test_estimate_grows_with_pixels_and_batch():
-    small, large = estimate_bytes(256, 256, StyleConfig()), estimate_bytes(1024, 1024, StyleConfig())
+    direct = StyleConfig(conv="direct")
+    small, large = estimate_bytes(256, 256, direct), estimate_bytes(1024, 1024, direct)
     assert 10 < large / small < 16
-    assert estimate_bytes(256, 256, StyleConfig(), batch=4) > 2.5 * small
+    assert estimate_bytes(256, 256, direct, batch=4) > 2.5 * small
+    # Winograd's transformed kernels (on this CPU, conv3_2 to conv5_1): a fixed cost of ~400 MB
+    assert 350e6 < estimate_bytes(256, 256, StyleConfig(conv="winograd")) - small < 500e6
 
 
 def test_absurd_size_is_refused_before_anything_runs(weights_file, tmp_path, monkeypatch, capsys):
