@@ -150,11 +150,9 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
                         batch = []
                         while queue and len(batch) < batch_size:
                             pair = queue.pop(0)
-                            if written_by_another_run(pair):
-                                finish(pair, "skipped", reason="written by another run")
-                            elif claims.try_claim(pair.output) == BUSY:
+                            if claims.try_claim(pair.output) == BUSY:
                                 busy.setdefault(key, []).append(pair)
-                            elif written_by_another_run(pair):  # it finished between our check and claim
+                            elif written_by_another_run(pair):  # checked under our claim: no race
                                 claims.release(pair.output)
                                 finish(pair, "skipped", reason="written by another run")
                             else:

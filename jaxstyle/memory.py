@@ -147,7 +147,6 @@ def compiled_bytes(vgg, height: int, width: int, config: StyleConfig) -> int | N
     from jaxstyle.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
 
     program = _Program.build(config, vgg, 10)
-
     params = program.params(vgg)
     weights = loss_weights(config)
     image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
