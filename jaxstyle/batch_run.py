@@ -13,6 +13,10 @@
 * The report (``report.json``, or one per process in a multi-host run) is rewritten after
   every batch and on interruption: every pair with status done / skipped / failed / pending,
   the reason, final loss, steps and wall time (a batch's time divided among its pairs).
+* Inputs, outputs and the report may be URLs (:mod:`jaxstyle.storage`): an output object is
+  uploaded whole once written, so the guarantees above hold on a bucket too, except that runs
+  on one bucket prefix at once do not share claims (a pair may be computed by both; each
+  output is still whole).
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxstyle import storage
 from jaxstyle.batch import bucket_shape, stylize_batch
-from jaxstyle.claims import BUSY, Claims
+from jaxstyle.claims import BUSY, Claims, NoClaims
 from jaxstyle.config import StyleConfig, optimizer_name
-from jaxstyle.files import atomic_write
 from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
 from jaxstyle.manifest import Pair, check_inside
 from jaxstyle.plot import plot_losses
+from jaxstyle.storage import Location
 from jaxstyle.vgg import VGG19
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -65,26 +70,25 @@ def _exact_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def write_report(path: Path, records: list[dict], extra: dict) -> dict:
+def write_report(path: Location, records: list[dict], extra: dict) -> dict:
     counts = {s: sum(r["status"] == s for r in records) for s in STATUSES}
     report = {"summary": {"total": len(records), **counts}, **extra, "pairs": records}
-    data = json.dumps(report, indent=2).encode()
-    atomic_write(path, lambda f: f.write(data))
+    storage.write_bytes(path, json.dumps(report, indent=2).encode())
     return report
 
 
-def merge_reports(paths: list[Path], destination: Path, extra: dict) -> dict:
+def merge_reports(paths: list[Location], destination: Location, extra: dict) -> dict:
     """One report from the per-process reports of a multi-host run."""
     records = []
     for path in paths:
-        records += json.loads(path.read_text())["pairs"]
+        records += json.loads(storage.read_text(path))["pairs"]
     records.sort(key=lambda r: r["output"])
     return write_report(destination, records, {**extra, "merged_from": [p.name for p in paths]})
 
 
 def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, batch_size: int,
               style_size: int | None = None,
-              report_path: Path, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
+              report_path: Location, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
               report_extra: dict | None = None, plot: bool = False, stale_claim_seconds: float = 60.0,
               poll_seconds: float = 1.0) -> dict:
@@ -114,7 +118,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         if pair.error is not None:  # refused when the manifest was read (e.g. an output outside --out-dir)
             finish(pair, "failed", reason=pair.error)
             continue
-        if pair.output.exists() and not overwrite:
+        if not overwrite and storage.exists(pair.output):
             finish(pair, "skipped", reason="output exists")
             continue
         try:
@@ -128,20 +132,19 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
         regions = len(pair.styles) if pair.content_mask is not None else 0  # masked pairs batch together
         buckets.setdefault((bucket_shape(h, w, size, bucket_multiple), regions), []).append(pair)
 
-    styles: dict[Path, np.ndarray | str] = LastUsed(CACHED_STYLES)  # bounded: a long run keeps memory flat
+    styles: dict[Location, np.ndarray | str] = LastUsed(CACHED_STYLES)  # bounded: a long run keeps memory flat
     grams: dict = LastUsed(CACHED_STYLES)
     started = time.time()
 
     def written_by_another_run(pair: Pair) -> bool:
-        try:  # with --overwrite only a file written since this run started counts
-            modified = pair.output.stat().st_mtime
-        except FileNotFoundError:
-            return False
-        return not overwrite or modified >= started
+        modified = storage.modified(pair.output)  # with --overwrite only a file written since this run started counts
+        return modified is not None and (not overwrite or modified >= started)
 
     waiting = buckets
+    # Claim files need an atomic create-if-absent, which fsspec does not offer for object stores.
+    claims_here = Claims(stale_seconds=stale_claim_seconds) if isinstance(report_path, Path) else NoClaims()
     try:
-        with Claims(stale_seconds=stale_claim_seconds) as claims:
+        with claims_here as claims:
             while waiting:  # pairs another run was computing are waited for, then taken over if it died
                 busy: dict = {}
                 for key, bucket in sorted(waiting.items()):
@@ -228,12 +231,15 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
     for pair, result, exact in zip(ready, results, exact_shapes):
         try:
             check_inside(out_dir, pair.output)  # again: a symlink may have appeared meanwhile
-            pair.output.parent.mkdir(parents=True, exist_ok=True)
+            storage.make_folder(pair.output.parent)
             save_image(pair.output, resize_to(result.image, *exact))
             if plot:
                 plot_losses(pair.output.with_name(f"{pair.output.stem}.loss.png"), result.loss_history,
                             result.term_history, title=f"{pair.content.name} in the style of "
                                                        f"{', '.join(p.name for p in pair.styles)}")
+        except storage.StorageError as exc:  # names the output already
+            finish(pair, "failed", reason=f"cannot write: {exc}")
+            continue
         except (ValueError, OSError) as exc:
             finish(pair, "failed", reason=f"{pair.output}: cannot write ({exc})")
             continue

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from jaxstyle import fetch, image_io, memory, plot, weights
+from jaxstyle import fetch, image_io, memory, plot, storage, weights
 from jaxstyle.config import (
     COLOR_MODES,
     CONV_MODES,
@@ -254,8 +254,8 @@ def _log(args, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _refuse_overwrite(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
+def _refuse_overwrite(path: storage.Location, overwrite: bool) -> None:
+    if not overwrite and storage.exists(path):
         raise ValueError(f"{path}: already exists (pass --overwrite to replace it)")
 
 
@@ -330,7 +330,9 @@ def _batch(args) -> int:
         raise ValueError("give either a MANIFEST or --contents DIR --styles DIR")
     if not args.manifest and not (args.contents and args.styles):
         raise ValueError("--contents and --styles go together")
-    out_dir = Path(args.out_dir)
+    out_dir = storage.location(args.out_dir)
+    if isinstance(out_dir, storage.Url):
+        storage.check_writable_folder(out_dir, "--out-dir")  # now, not after the first batch
     pairs = (manifest.read_manifest(args.manifest, out_dir) if args.manifest
              else manifest.cross_product(args.contents, args.styles, out_dir))
     config = _config(args)
@@ -338,7 +340,7 @@ def _batch(args) -> int:
     if args.distributed:
         index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     share = manifest.process_share(pairs, index, count)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(out_dir)
     report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
     vgg = _load_vgg(args)
     mesh = batch_mesh() if len(jax.local_devices()) > 1 else None
@@ -422,7 +424,7 @@ def _plan(args) -> int:
 def _stylize(args) -> int:
     from jaxstyle.stylize import stylize
 
-    output = Path(args.output)
+    output = storage.location(args.output)
     image_io.check_output_path(output)
     _refuse_overwrite(output, args.overwrite)
     style_masks = list(args.style_masks) if args.style_masks else None
@@ -433,17 +435,19 @@ def _stylize(args) -> int:
         raise ValueError("--content-mask splits the image between styles: give at least two style images")
     inputs = [args.content, *args.style, *(style_masks or []), *([args.content_mask] if args.content_mask else []),
               *([args.init] if args.init not in INITS else [])]
-    for target in (output, Path(args.plot) if args.plot else None):
-        for src in inputs:
-            if target is not None and Path(src).exists() and target.exists() and target.samefile(src):
+    plot_path = storage.location(args.plot) if args.plot else None
+    for target in (output, plot_path):
+        for src in map(storage.location, inputs):
+            if target is not None and storage.same_file(target, src):
                 raise ValueError(f"{target}: output would overwrite input {src}")
-    if args.plot:
+    if plot_path is not None:
         plot.require_matplotlib()
-        if Path(args.plot).suffix.lower() != ".png":
+        if plot_path.suffix.lower() != ".png":
             raise ValueError(f"{args.plot}: --plot writes a .png")
-        _refuse_overwrite(Path(args.plot), args.overwrite)
+        _refuse_overwrite(plot_path, args.overwrite)
     steps_dir = output.with_name(f"{output.stem}_steps")
-    if args.save_every and steps_dir.exists() and any(steps_dir.iterdir()) and not args.overwrite:
+    if (args.save_every and not args.overwrite and storage.is_folder(steps_dir)
+            and storage.list_files(steps_dir)):
         raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
     config = _config(args)
     config.blend_weights(len(args.style))  # one weight per style image, or say so now
@@ -469,7 +473,7 @@ def _stylize(args) -> int:
         init_image = image_io.resize_to(image_io.load_image(args.init), *content.shape[:2])
     vgg = _load_vgg(args)
     if args.save_every:
-        steps_dir.mkdir(exist_ok=True)
+        storage.make_folder(steps_dir)
 
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -520,9 +524,9 @@ def _stylize(args) -> int:
             bar.close()
     image_io.save_image(output, result.image)
     if args.plot:
-        names = ", ".join(Path(p).name for p in args.style)
-        plot.plot_losses(args.plot, result.loss_history, result.term_history,
-                         title=f"{Path(args.content).name} in the style of {names}")
+        names = ", ".join(storage.location(p).name for p in args.style)
+        plot.plot_losses(plot_path, result.loss_history, result.term_history,
+                         title=f"{storage.location(args.content).name} in the style of {names}")
     h, w = result.image.shape[:2]
     if result.status != "done":
         _log(args, f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; "
@@ -546,15 +550,15 @@ def _weights(args) -> int:
         if dst.suffix != ".npz":
             raise ValueError(f"{dst}: expected a .npz output path")
         _refuse_overwrite(dst, args.overwrite)
-        converted = weights.read_weights(args.src, preprocessing=args.preprocessing)
+        converted = fetch.read_weights_at(args.src, preprocessing=args.preprocessing)
         weights.write_converted(converted, dst)
         print(f"converted {args.src} ({converted.source}) to {dst}")
         return 0
     path = args.path or os.environ.get("JAXSTYLE_WEIGHTS") or fetch.cached_weights_path()
-    if not Path(path).exists():
+    if not storage.exists(storage.location(path)):
         raise ValueError(f"{path}: no weights file (run `jaxstyle weights fetch`)")
     print(f"file: {path}")
-    print(weights.describe(weights.read_weights(path, preprocessing=args.preprocessing)))
+    print(weights.describe(fetch.read_weights_at(path, preprocessing=args.preprocessing)))
     return 0
 
 

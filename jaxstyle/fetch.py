@@ -30,6 +30,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from jaxstyle import storage
 from jaxstyle.vgg import VGG19
 from jaxstyle.weights import (
     KERAS_H5_MD5,
@@ -170,6 +171,16 @@ def load_vgg19(path: str | os.PathLike | None = None, *, pooling: str = "max",
         if not path.exists():
             raise WeightsError(f"no VGG-19 weights cached at {path}: run `jaxstyle weights fetch` "
                                f"or pass a weights file (--weights PATH / JAXSTYLE_WEIGHTS)")
-    elif not Path(path).exists():
-        raise WeightsError(f"{path}: no such weights file")
-    return read_weights(path, preprocessing=preprocessing).to_vgg(pooling)
+    return read_weights_at(path, preprocessing=preprocessing).to_vgg(pooling)
+
+
+def read_weights_at(path: str | os.PathLike, *, preprocessing: str | None = None) -> VGGWeights:
+    """:func:`jaxstyle.weights.read_weights` of a path or a URL (downloaded to a temporary file)."""
+    where = storage.location(path)
+    if not storage.exists(where):
+        raise WeightsError(f"{where}: no such weights file")
+    with storage.local_copy(where) as local:
+        try:
+            return read_weights(local, preprocessing=preprocessing)
+        except WeightsError as exc:  # name what the user gave, not our temporary copy
+            raise WeightsError(str(exc).replace(str(local), str(where))) from None

@@ -11,7 +11,10 @@ Reading TIFF goes through tifffile first (Pillow cannot read 16-bit RGB TIFF): 8
 
 Writing: PNG, JPEG (8-bit) or TIFF (16-bit RGB, keeps the optimiser's precision) by
 extension, to a temporary file beside the target that is renamed over it only once
-complete (no half-written output on interruption).
+complete (no half-written output on interruption), or as one whole upload to a bucket.
+
+Every path may also be a URL (``s3://``, ``gs://``, ``http(s)://`` for reading, ``memory://``):
+the bytes go through :mod:`jaxstyle.storage`, the decoding and encoding stay here.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxstyle.files import atomic_write
+from jaxstyle import storage
+from jaxstyle.storage import Location, Url
 
 MAX_PIXELS = 100_000_000
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_HEADER_BYTES = 1 << 20  # read from a URL to find an image's size; the whole object if the header is longer
 
 
 class ImageError(ValueError):
@@ -64,18 +69,24 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
     max_size: if given, resize (Lanczos) so that the longer side is ``max_size`` px,
     keeping the aspect ratio (images are scaled up as well as down).
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, expected an image file")
-    tiff = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else None
+    path = storage.location(path)
+    if isinstance(path, Url):
+        source = io.BytesIO(storage.read_bytes(path))  # StorageError: no such object, denied, network
+    else:
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{path}: is a directory, expected an image file")
+        source = path
+    tiff = _read_tiff(source, path) if path.suffix.lower() in TIFF_SUFFIXES else None
     if tiff is not None:
         return resize_image(tiff, max_size) if max_size else tiff
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageError(f"{path}: {w}x{h} px is larger than the {MAX_PIXELS:,}-pixel limit")
@@ -99,12 +110,12 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
     return resize_image(array, max_size) if max_size else array
 
 
-def _read_tiff(path: Path) -> np.ndarray | None:
+def _read_tiff(source: Path | io.BytesIO, path: Location) -> np.ndarray | None:
     """RGB float32 [H, W, 3] in [0, 1] from a TIFF via tifffile; None to let Pillow try."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(source) as tif:
             page = tif.pages[0]
             shape = page.shape
             if page.imagewidth * page.imagelength > MAX_PIXELS:
@@ -135,11 +146,23 @@ def _read_tiff(path: Path) -> np.ndarray | None:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) as displayed (EXIF orientation applied), read from the header only."""
-    path = Path(path)
+    path = storage.location(path)
+    if isinstance(path, Url):
+        head = storage.read_bytes(path, limit=_HEADER_BYTES)
+        try:
+            return _image_size(io.BytesIO(head), path)
+        except ImageError:
+            if len(head) < _HEADER_BYTES:
+                raise
+            return _image_size(io.BytesIO(storage.read_bytes(path)), path)  # a header longer than we read
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, expected an image file")
+    return _image_size(path, path)
+
+
+def _image_size(source: Path | io.BytesIO, path: Location) -> tuple[int, int]:
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"{path}: {w}x{h} px is larger than the {MAX_PIXELS:,}-pixel limit")
@@ -183,18 +206,21 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def check_output_path(path: str | os.PathLike) -> str:
     """The Pillow format for an output path; ImageError if the extension or folder is unusable."""
-    path = Path(path)
+    path = storage.location(path)
+    fmt = output_format(path)
+    storage.check_writable_folder(path.parent, str(path))
+    if isinstance(path, Path) and path.is_dir():
+        raise ImageError(f"{path}: is a directory")
+    return fmt
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The Pillow format for an output name, by extension; ImageError if there is none."""
+    path = storage.location(path)
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unsupported output extension {path.suffix or '(none)'!r}, "
                          f"expected one of {', '.join(OUTPUT_FORMATS)}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageError(f"{path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ImageError(f"{path}: folder {parent} is not writable")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory")
     return fmt
 
 
@@ -203,9 +229,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (8-bit) or TIFF (16-bit), by extension, atomically."""
-    path = Path(path)
-    fmt = check_output_path(path)
+    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (8-bit) or TIFF (16-bit), by extension, atomically
+    (a URL: one upload of the whole file)."""
+    path = storage.location(path)
+    fmt = output_format(path) if isinstance(path, Url) else check_output_path(path)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an image float [H, W, 3], got shape {image.shape}")
@@ -215,8 +242,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
         data = (np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
         buffer = io.BytesIO()
         tifffile.imwrite(buffer, data, photometric="rgb", compression="zlib")
-        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+        storage.atomic_write(path, lambda f: f.write(buffer.getvalue()))
         return
     pil = Image.fromarray(to_uint8(image), mode="RGB")
     options = {"quality": 95} if fmt == "JPEG" else {}
-    atomic_write(path, lambda f: pil.save(f, format=fmt, **options))
+    storage.atomic_write(path, lambda f: pil.save(f, format=fmt, **options))

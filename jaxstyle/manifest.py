@@ -15,6 +15,10 @@ Outputs stay inside the output folder: manifests are often written by someone el
 a shared place, so an ``output`` entry that is absolute, has a drive or URL scheme, or resolves
 (after ``..`` and symlinked folders) outside ``OUT_DIR`` makes that pair fail with the reason
 (:attr:`Pair.error`); the other pairs run. Inputs may live anywhere the manifest names.
+
+The manifest, the folders, the images and the output folder may be URLs (``s3://``, ``gs://``,
+``http(s)://`` for reading, ``memory://``; :mod:`jaxstyle.storage`). Relative entries resolve
+against the manifest's own folder or URL; an entry that is itself a URL stands for itself.
 """
 
 from __future__ import annotations
@@ -25,52 +29,55 @@ import json
 import re
 from pathlib import Path, PureWindowsPath
 
+from jaxstyle import storage
 from jaxstyle.config import normalized_blend
 from jaxstyle.image_io import IMAGE_SUFFIXES
+from jaxstyle.storage import Location, Url
 
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    content: Path
-    style: Path
-    output: Path
+    content: Location
+    style: Location
+    output: Location
     content_weight: float | None = None
     style_weight: float | None = None
     seed: int | None = None
-    more_styles: tuple[Path, ...] = ()  # blended with ``style`` (see ``style_blend``)
+    more_styles: tuple[Location, ...] = ()  # blended with ``style`` (see ``style_blend``)
     style_blend: tuple[float, ...] | None = None
-    content_mask: Path | None = None
-    style_masks: tuple[Path | None, ...] = ()
+    content_mask: Location | None = None
+    style_masks: tuple[Location | None, ...] = ()
     error: str | None = None  # why this pair cannot run (e.g. an output outside the output folder)
 
     @property
-    def styles(self) -> tuple[Path, ...]:
+    def styles(self) -> tuple[Location, ...]:
         return (self.style, *self.more_styles)
 
     def to_dict(self) -> dict:
-        record = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # asdict would unpack a Url
+        record = {k: (str(v) if isinstance(v, Path | Url) else v) for k, v in fields.items()}
         record["more_styles"] = [str(p) for p in self.more_styles]
         record["style_masks"] = [None if p is None else str(p) for p in self.style_masks]
         return record
 
 
-def _safe_stem(path: Path) -> str:
+def _safe_stem(path: Location) -> str:
     stem = re.sub(r"[^\w.+-]", "_", path.stem).lstrip(".")
     return stem or "image"
 
 
-def _default_output(out_dir: Path, content: Path, *styles: Path) -> Path:
+def _default_output(out_dir: Location, content: Location, *styles: Location) -> Location:
     return out_dir / f"{_safe_stem(content)}__{'+'.join(_safe_stem(s) for s in styles)}.png"
 
 
-def check_inside(out_dir: Path, path: Path) -> None:
+def check_inside(out_dir: Location, path: Location) -> None:
     """ValueError unless ``path`` resolves (``..`` and symlinks followed) to a file inside ``out_dir``."""
-    root, target = Path(out_dir).resolve(), Path(path).resolve()
-    if root not in target.parents:
+    if not storage.inside(out_dir, path):
+        target = path.normalized() if isinstance(path, Url) else Path(path).resolve()
         raise ValueError(f"output {path} resolves to {target}, outside the output folder {out_dir}: refused")
 
 
-def confined_output(out_dir: Path, entry: str) -> Path:
+def confined_output(out_dir: Location, entry: str) -> Location:
     """``out_dir / entry``, or ValueError when the manifest's ``output`` entry would put the file
     anywhere but inside ``out_dir``."""
     absolute = entry.startswith(("/", "\\", "~")) or Path(entry).is_absolute()
@@ -108,13 +115,17 @@ def _number(row: dict, key: str, where: str, kind=float):
     return number
 
 
-def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
+def read_manifest(path: str | Path | Url, out_dir: str | Path | Url) -> list[Pair]:
     """Pairs from a ``.csv`` (header row) or ``.jsonl`` (one object per line) manifest."""
-    path, out_dir = Path(path), Path(out_dir)
+    path, out_dir = storage.location(path), storage.location(out_dir)
+    if path.suffix.lower() not in (".csv", ".jsonl"):
+        raise ValueError(f"{path}: expected a .csv or .jsonl manifest")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = storage.read_text(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such manifest") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, expected a manifest file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read manifest ({exc})") from None
     if path.suffix.lower() == ".jsonl":
@@ -134,16 +145,14 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
         if not reader.fieldnames or not {"content", "style"} <= {f.strip() for f in reader.fieldnames}:
             raise ValueError(f"{path}: expected a header row with columns content,style; got {reader.fieldnames}")
         rows = [(n, {k.strip(): v for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
-    else:
-        raise ValueError(f"{path}: expected a .csv or .jsonl manifest")
     base = path.parent
     pairs = []
     for number, row in rows:
         where = f"{path}:{number}"
         if not row.get("content") or not row.get("style"):
             raise ValueError(f"{where}: expected both content and style")
-        content = base / str(row["content"]).strip()
-        styles = [base / part.strip() for part in str(row["style"]).split("|") if part.strip()]
+        content = storage.join(base, str(row["content"]).strip())
+        styles = [storage.join(base, part.strip()) for part in str(row["style"]).split("|") if part.strip()]
         if not styles:
             raise ValueError(f"{where}: expected both content and style")
         error = None
@@ -152,16 +161,16 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
             try:
                 output = confined_output(out_dir, entry)
             except ValueError as exc:
-                output, error = Path(entry), f"{where}: {exc}"
+                output, error = storage.join(out_dir, entry), f"{where}: {exc}"
         else:
             output = _default_output(out_dir, content, *styles)
-        content_mask = base / str(row["content_mask"]).strip() if row.get("content_mask") else None
+        content_mask = storage.join(base, str(row["content_mask"]).strip()) if row.get("content_mask") else None
         if content_mask is not None and len(styles) < 2:
             raise ValueError(f"{where}: a content_mask splits the image between styles: give at least two (a|b)")
         style_masks = ()
         if row.get("style_masks"):
             parts = row["style_masks"] if isinstance(row["style_masks"], list) else str(row["style_masks"]).split("|")
-            style_masks = tuple(base / str(m).strip() if m and str(m).strip() else None for m in parts)
+            style_masks = tuple(storage.join(base, str(m).strip()) if m and str(m).strip() else None for m in parts)
             if len(style_masks) != len(styles):
                 raise ValueError(f"{where}: expected {len(styles)} style_masks (one per style image), "
                                  f"got {len(style_masks)}")
@@ -171,16 +180,16 @@ def read_manifest(path: str | Path, out_dir: str | Path) -> list[Pair]:
     return _check_unique(pairs, str(path))
 
 
-def _images_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
+def _images_in(folder: Location) -> list[Location]:
+    if isinstance(folder, Path) and not folder.is_dir():
         raise ValueError(f"{folder}: not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return [p for p in storage.list_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def cross_product(contents: str | Path, styles: str | Path, out_dir: str | Path) -> list[Pair]:
+def cross_product(contents: str | Path | Url, styles: str | Path | Url, out_dir: str | Path | Url) -> list[Pair]:
     """Every image in ``contents`` with every image in ``styles``."""
-    out_dir = Path(out_dir)
-    content_images, style_images = _images_in(Path(contents)), _images_in(Path(styles))
+    out_dir = storage.location(out_dir)
+    content_images, style_images = _images_in(storage.location(contents)), _images_in(storage.location(styles))
     for folder, found in ((contents, content_images), (styles, style_images)):
         if not found:
             raise ValueError(f"{folder}: no images (expected files ending in {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -189,7 +198,7 @@ def cross_product(contents: str | Path, styles: str | Path, out_dir: str | Path)
 
 
 def _check_unique(pairs: list[Pair], where: str) -> list[Pair]:
-    seen: dict[Path, Pair] = {}
+    seen: dict[Location, Pair] = {}
     for pair in pairs:
         if pair.output in seen:
             raise ValueError(f"{where}: two pairs write {pair.output} "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from jaxstyle.files import atomic_write
+from jaxstyle import storage
 
 TERMS = ("content", "style", "tv")
 
@@ -20,7 +19,7 @@ def require_matplotlib() -> None:
         raise ValueError("--plot needs matplotlib: pip install 'jaxstyle[plot]'") from None
 
 
-def plot_losses(path: str | os.PathLike, loss_history: np.ndarray, term_history: tuple[dict, ...],
+def plot_losses(path: str | os.PathLike | storage.Url, loss_history: np.ndarray, term_history: tuple[dict, ...],
                 title: str = "") -> None:
     """Write a PNG: the total loss at every step, and the weighted content, style and TV terms
     at every recorded step, on a log scale."""
@@ -45,5 +44,5 @@ def plot_losses(path: str | os.PathLike, loss_history: np.ndarray, term_history:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(Path(path), lambda f: fig.savefig(f, format="png"))
+    storage.atomic_write(storage.location(path), lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
