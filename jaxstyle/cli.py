@@ -158,7 +158,7 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="start from (1 - A) * init + A * uniform noise (seeded by --seed)")
     st.add_argument("--pooling", choices=("max", "avg"), default="max")
     st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--weights", default=None, help="VGG-19 weights file (default: $JAXSTYLE_WEIGHTS, "
+    st.add_argument("--weights", default=None, help="VGG-19 weights file or URL (default: $JAXSTYLE_WEIGHTS, "
                     "else the cache, fetched on first use)")
     st.add_argument("--preprocessing", choices=tuple(weights.PREPROCESSING_BY_NAME), default=None,
                     help="input normalisation of a state-dict weights file")
@@ -173,7 +173,8 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("content", help="content image (any Pillow-readable format)")
     st.add_argument("style", nargs="+", help="style image(s); several are blended (--style-blend) or "
                     "given regions (--content-mask)")
-    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit)")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit); a path "
+                    "or a URL (s3://, gs://; needs jaxstyle[cloud])")
     _add_style_options(st)
     st.add_argument("--style-blend", type=_floats, default=None, metavar="W1,W2,...",
                     help="one weight per style image (normalised to sum to 1; default equal): the style "
@@ -208,10 +209,11 @@ def _build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bt.add_argument("manifest", nargs="?", help=".csv or .jsonl with columns content, style [, output, "
                     "content_weight, style_weight, seed, style_blend]; style may be a|b (blended); "
-                    "paths relative to the manifest")
+                    "paths relative to the manifest; a path or a URL (s3://, gs://, http(s)://)")
     bt.add_argument("--contents", help="folder of content images (with --styles: every pair)")
     bt.add_argument("--styles", help="folder of style images")
-    bt.add_argument("--out-dir", required=True, help="where outputs and report.json go")
+    bt.add_argument("--out-dir", required=True, help="where outputs and report.json go: a folder or a URL "
+                    "(s3://bucket/prefix, gs://...; needs jaxstyle[cloud])")
     bt.add_argument("--batch-size", type=_batch_size, default="auto",
                     help="pairs optimised together, or auto: 1 per CPU device (batching does not pay on a "
                          "CPU), on accelerators as many per device as fit in memory, at most 8")

@@ -150,8 +150,8 @@ def join(base: Location, entry: str) -> Location:
     if isinstance(base, Path):
         return base / entry
     if entry.startswith("/"):
-        return Url(f"{base.protocol}://{base.root}/{entry.lstrip('/')}")
-    return Url(f"{base.url}/{entry}")
+        return Url(f"{base.protocol}://{base.root}/{entry.lstrip('/')}").normalized()
+    return Url(f"{base.url}/{entry}").normalized()  # a key holding ".." would be taken literally by the store
 
 
 def inside(folder: Location, target: Location) -> bool:
