@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES
+# Each test compiles for itself (tests/test_cli.py checks the persistent cache on its own); subprocesses inherit it.
+os.environ.setdefault("JAXSTYLE_XLA_CACHE", "off")
+
+from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES  # noqa: E402
 from jaxstyle.weights import VGGWeights, write_converted
 
 

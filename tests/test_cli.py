@@ -13,6 +13,7 @@ from PIL import Image
 from jaxstyle.cli import main
 from tests.conftest import smooth_image
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--quiet"]
 
@@ -146,6 +147,27 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"jaxstyle: error: {tmp_path / 'nope.jpg'}: no such file"
     assert "Traceback" not in proc.stderr
+
+
+def test_a_second_run_reuses_the_compiled_programs(env, images, tmp_path):
+    """JAX's persistent compilation cache, on by default in the cache folder: the second run of the
+    same shapes reads the step loop's program back (its LRU access stamp moves) and adds none."""
+    content, style = images
+    cache = tmp_path / "cache"
+    environ = {**os.environ, "JAXSTYLE_CACHE": str(cache), "JAX_PLATFORMS": "cpu"}
+    environ.pop("JAXSTYLE_XLA_CACHE")  # the default: <cache>/xla
+    args = [sys.executable, "-m", "jaxstyle", "stylize", str(content), str(style), "-o", str(tmp_path / "o.png"),
+            *FAST, "--overwrite"]
+    subprocess.run(args, env=environ, check=True, timeout=300, cwd=ROOT)
+    loops = sorted((cache / "xla").glob("jit_advance-*-cache"))
+    assert len(loops) == 1, sorted(p.name for p in (cache / "xla").iterdir())
+    stamp = loops[0].with_name(loops[0].name.replace("-cache", "-atime"))
+    first = stamp.read_bytes()
+    subprocess.run(args, env=environ, check=True, timeout=300, cwd=ROOT)
+    assert sorted((cache / "xla").glob("jit_advance-*-cache")) == loops and stamp.read_bytes() != first
+    environ["JAXSTYLE_XLA_CACHE"] = "off"
+    subprocess.run([*args, "--size", "40"], env=environ, check=True, timeout=300, cwd=ROOT)
+    assert sorted((cache / "xla").glob("jit_advance-*-cache")) == loops  # new shapes, but nothing kept
 
 
 def test_scales_end_at_the_output_size(env, images, tmp_path, capsys):
