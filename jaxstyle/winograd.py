@@ -8,8 +8,9 @@ of 144, i.e. 4x fewer. With the interpolation points 0, +-1, +-2 (and infinity):
 
 Here the transforms are written so that every pass is a dense matrix product XLA runs well:
 
-* input: the 36 strided slices ``x[4t + i, 4s + j]`` (i, j < 6) are stacked, and one product
-  with ``B^T (x) B^T`` (the Kronecker product, [36, 36]) gives all 36 transformed planes;
+* input: the 6x6 tiles ``x[4t + i, 4s + j]`` (i, j < 6) are cut from 4x4 blocks with reshapes
+  and concatenations, and one product with ``B^T (x) B^T`` (the Kronecker product, [36, 36])
+  gives all 36 transformed planes;
 * the 36 planes [T, I] times the transformed kernels [36, I, O]: one batched ``dot_general``,
   the 36 points as its batch dimension (4x fewer multiplications than the direct convolution);
 * output: one product with ``A^T (x) A^T`` ([16, 36]) and a transpose that interleaves the 4x4
@@ -64,15 +65,29 @@ def transform_kernels(kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
     return transform_kernel(kernel), transform_kernel(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
 
 
+def _tiles(x: jax.Array, th: int, tw: int) -> jax.Array:
+    """The overlapping 6x6 input tiles (stride 4) of x [B, H, W, C], zero-padded for SAME:
+    [36, B * th * tw * C], row ``i * 6 + j`` holding the tiles' element (i, j).
+
+    Built from 4x4 blocks: tile t's rows are block t's four and block t+1's first two, so two
+    reshapes and two concatenations give all of them (36 strided slices, stacked, gave the same
+    numbers, compiled 3x slower and ran 15-30% slower)."""
+    b, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 4 * th + 3 - h), (1, 4 * tw + 3 - w), (0, 0)))  # [B, 4 th + 4, 4 tw + 4, C]
+    rows = xp.reshape(b, th + 1, 4, 4 * tw + 4, c)
+    rows = jnp.concatenate([rows[:, :th], rows[:, 1:, :2]], axis=2)  # [B, th, 6, 4 tw + 4, C]
+    cols = rows.reshape(b, th, 6, tw + 1, 4, c)
+    cols = jnp.concatenate([cols[:, :, :, :tw], cols[:, :, :, 1:, :2]], axis=4)  # [B, th, 6, tw, 6, C]
+    return cols.transpose(2, 4, 0, 1, 3, 5).reshape(36, -1)
+
+
 def winograd_conv(x: jax.Array, transformed: jax.Array) -> jax.Array:
     """3x3 SAME cross-correlation of x [B, H, W, I] with a kernel given as ``transform_kernel(k)``
     [36, I, O]; returns [B, H, W, O] (equal to ``lax.conv_general_dilated(x, k, (1, 1), "SAME")``)."""
     b, h, w, c = x.shape
     out = transformed.shape[-1]
     th, tw = -(-h // 4), -(-w // 4)  # tiles per column and row
-    xp = jnp.pad(x, ((0, 0), (1, 4 * th + 1 - h), (1, 4 * tw + 1 - w), (0, 0)))
-    tiles = jnp.stack([xp[:, i: i + 4 * th: 4, j: j + 4 * tw: 4] for i in range(6) for j in range(6)])
-    planes = jnp.tensordot(jnp.asarray(INPUT_TRANSFORM, x.dtype), tiles.reshape(36, -1), 1)
+    planes = jnp.tensordot(jnp.asarray(INPUT_TRANSFORM, x.dtype), _tiles(x, th, tw), 1)
     products = jax.lax.dot_general(planes.reshape(36, b * th * tw, c), transformed,
                                    (((2,), (1,)), ((0,), (0,))))  # [36, tiles, O]
     y = jnp.tensordot(jnp.asarray(OUTPUT_TRANSFORM, x.dtype), products.reshape(36, -1), 1)
