@@ -34,6 +34,7 @@ from pathlib import Path
 import jax
 
 from benchmarks.machine import machine_info
+from benchmarks.step_time import SHALLOW
 
 
 def _tests(budget: float) -> dict:
@@ -50,7 +51,6 @@ def _tests(budget: float) -> dict:
             "tail": proc.stdout[-3000:] if proc.returncode else ""}
 
 
-SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}  # --quick: small programs
 
 
 def _step_times(vgg, sizes, steps: int, repeats: int, options: dict) -> list[dict]:

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from benchmarks.machine import machine_info
-from benchmarks.step_time import SHARED, _random_vgg
+from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
 from jaxstyle import StyleConfig, image_io, load_vgg19, stylize
 from jaxstyle.batch import stylize_batch
 from jaxstyle.sharding import batch_mesh
@@ -54,8 +54,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     vgg = _random_vgg() if args.random_weights else load_vgg19()
-    shallow = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")} if args.shallow else {}
-    config = StyleConfig(iterations=args.steps, optimizer=args.optimizer, **shallow)
+    config = StyleConfig(iterations=args.steps, optimizer=args.optimizer, **(SHALLOW if args.shallow else {}))
     contents, styles = _pairs(args.size, args.pairs)
     info = machine_info()
     rows = []

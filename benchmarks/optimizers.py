@@ -45,7 +45,7 @@ import optax
 
 from benchmarks.evaluations import EvaluationCounter
 from benchmarks.machine import machine_info
-from benchmarks.step_time import SHARED, _random_vgg
+from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
 from jaxstyle import StyleConfig, image_io, load_vgg19, style_problem
 from jaxstyle.optimize import Optimizer, adam, from_optax, init_loop, lbfgs, optimizer_from_factory, run_steps
 
@@ -240,8 +240,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     optimizers = [resolve(spec) for spec in args.optimizers.split(",") if spec]
     vgg = _random_vgg() if args.random_weights else load_vgg19()
-    config = (StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), style_weight=1.0)
-              if args.shallow else StyleConfig())
+    config = StyleConfig(**SHALLOW, style_weight=1.0) if args.shallow else StyleConfig()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H%M%S")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -135,8 +136,6 @@ def jaxstyle_step_time(vgg, size: int, steps: int) -> float:
 
 def _run(cmd: list[str], xla_cache: Path | None = None) -> float:
     """Wall time of ``cmd``; jaxstyle's compiled programs kept in ``xla_cache`` (None: not kept)."""
-    import os
-
     env = {**os.environ, "JAXSTYLE_XLA_CACHE": str(xla_cache) if xla_cache else "off"}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)

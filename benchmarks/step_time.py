@@ -33,6 +33,9 @@ from jaxstyle.memory import available_bytes, compiled_bytes
 from jaxstyle.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
 from jaxstyle.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
 
+# Two shallow layers: small programs for the benchmarks' quick checks and tests (--shallow, --quick).
+SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 
 
