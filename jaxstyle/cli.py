@@ -380,6 +380,7 @@ def _batch(args) -> int:
         bar = tqdm(total=len(share), unit="pair", dynamic_ncols=True, file=sys.stderr)
 
     def on_pair(record):
+        _stop_if_interrupted()
         if bar is not None:
             bar.update(1)
         elif record["status"] != "skipped" or record["reason"] != "output exists":  # resumed pairs go unsaid
@@ -508,6 +509,7 @@ def _stylize(args) -> int:
 
     def on_progress(progress):
         latest.update(step=progress.step, image=progress.image())
+        _stop_if_interrupted()  # after keeping the image: it is saved as the partial result
         if bar is not None:
             bar.update(progress.step - bar.n)
             bar.set_postfix(loss=f"{progress.loss:.4g}")
@@ -588,27 +590,63 @@ def _weights(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"stylize": _stylize, "batch": _batch, "weights": _weights, "plan": _plan}
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
-    try:
-        return commands[args.command](args)
-    except KeyboardInterrupt:
-        print("jaxstyle: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError) as exc:
-        if os.environ.get("JAXSTYLE_DEBUG"):
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"jaxstyle: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    with _Interruptions():
+        try:
+            return commands[args.command](args)
+        except KeyboardInterrupt:
+            print("jaxstyle: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except (ValueError, OSError) as exc:
+            if os.environ.get("JAXSTYLE_DEBUG"):
+                raise
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"jaxstyle: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
 
 
-def _raise_interrupt(signum, frame):
-    """SIGTERM (a scheduler's preemption, `kill`) is handled like Ctrl-C."""
-    raise KeyboardInterrupt
+class _Interruptions:
+    """SIGTERM (a scheduler's preemption, `kill`) and SIGINT (Ctrl-C) raise KeyboardInterrupt.
+
+    A signal handler raises wherever the main thread is; when that is a garbage-collection
+    callback (JAX installs one) or a ``__del__``, Python reports the exception as unraisable
+    and carries on. So the request is also remembered, such reports of it are kept quiet, and
+    :func:`_stop_if_interrupted` (between chunks of steps, after each pair) raises it again.
+    Only in the main thread; a SIGINT that the parent shell made ignored stays ignored.
+    """
+
+    requested = threading.Event()
+
+    def __enter__(self):
+        self.installed = threading.current_thread() is threading.main_thread()
+        _Interruptions.requested.clear()
+        if self.installed:
+            self.previous_term = signal.signal(signal.SIGTERM, self.handle)
+            self.previous_int = signal.getsignal(signal.SIGINT)
+            if self.previous_int is signal.default_int_handler:
+                signal.signal(signal.SIGINT, self.handle)
+            self.previous_hook, sys.unraisablehook = sys.unraisablehook, self.unraisable
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous_term)
+            signal.signal(signal.SIGINT, self.previous_int)
+            sys.unraisablehook = self.previous_hook
+
+    @staticmethod
+    def handle(signum, frame):
+        _Interruptions.requested.set()
+        raise KeyboardInterrupt
+
+    def unraisable(self, report):
+        if not (isinstance(report.exc_value, KeyboardInterrupt) and _Interruptions.requested.is_set()):
+            self.previous_hook(report)
+
+
+def _stop_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a signal that landed where Python swallows exceptions."""
+    if _Interruptions.requested.is_set():
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

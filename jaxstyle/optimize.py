@@ -4,9 +4,13 @@ An :class:`Optimizer` is a pair of pure functions, as in optax: ``init(x, loss_f
 returns a state pytree and ``step(x, state, loss_fn)`` returns ``(x, state, value,
 done)``: the new iterate, the new state, the loss at the iterate the step started from,
 and whether an optimisation step finished (a line-search trial that was rejected is a
-call with ``done`` False). :func:`run_steps` calls it inside one ``lax.while_loop`` until
-``num_steps`` steps are done; a non-finite loss freezes the loop and is reported in the
-state (runtime failure is data, not an exception).
+call with ``done`` False). ``init`` may leave the first evaluation to ``step``: our
+L-BFGS's first call evaluates the starting point and returns ``done`` False, so that
+evaluation is compiled with the loop instead of in a program of its own (a cold run
+compiles the network's value-and-gradient once, not twice). :func:`run_steps` calls
+``step`` inside one ``lax.while_loop`` until ``num_steps`` steps are done; a non-finite
+loss freezes the loop and is reported in the state (runtime failure is data, not an
+exception).
 
 Batches (:mod:`jaxstyle.batch`) ``vmap`` the whole loop. Under ``vmap`` every ``lax.cond``
 whose predicate differs between members becomes a ``select``: both branches run, and JAX
@@ -71,6 +75,7 @@ class LbfgsState(NamedTuple):
     step_size: jax.Array  # the trial step size along direction
     trials: jax.Array  # int32, trials rejected in this line search
     history: optax.ScaleByLBFGSState  # the curvature pairs (optax's)
+    fresh: jax.Array  # bool: x is not evaluated yet (the next call evaluates it and takes no step)
 
 
 def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, slope_rtol: float = 1e-4) -> Optimizer:
@@ -87,6 +92,9 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
     other. After ``max_trials`` rejected trials the step gives up: ``x`` stays, the curvature
     history is cleared, and the next step starts again from the scaled steepest descent. A
     history that yields an ascent direction is cleared the same way.
+
+    ``init`` evaluates nothing: the first call evaluates the starting point (``done`` False,
+    the value returned is that point's loss) and computes the first direction from it.
 
     Nothing is conditional on data except through ``jnp.where``, so under ``vmap`` a call
     costs one evaluation per member and the members' line searches proceed independently.
@@ -109,17 +117,19 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
         return d, jnp.vdot(grad, d), forget(history, bad, 1)
 
     def init(x, loss_fn):
-        value, grad = jax.value_and_grad(loss_fn)(x)
-        d, slope, history = direction(grad, precondition.init(x), x)
-        return LbfgsState(value=value, grad=grad, direction=d, slope=slope, step_size=jnp.ones((), x.dtype),
-                          trials=jnp.zeros((), jnp.int32), history=history)
+        del loss_fn  # the first call of step evaluates x
+        zeros = jnp.zeros_like(x)
+        return LbfgsState(value=jnp.full((), jnp.inf, x.dtype), grad=zeros, direction=zeros,
+                          slope=jnp.zeros((), x.dtype), step_size=jnp.zeros((), x.dtype),
+                          trials=jnp.zeros((), jnp.int32), history=precondition.init(x),
+                          fresh=jnp.ones((), bool))
 
     def step(x, state, loss_fn):
-        trial = x + state.step_size * state.direction
+        trial = x + state.step_size * state.direction  # x itself when fresh (step size 0)
         value, grad = jax.value_and_grad(loss_fn)(trial)
-        accepted = value <= state.value + slope_rtol * state.step_size * state.slope  # False for NaN
+        accepted = state.fresh | (value <= state.value + slope_rtol * state.step_size * state.slope)  # NaN: False
         give_up = ~accepted & (state.trials + 1 >= max_trials)
-        done = accepted | give_up
+        done = (accepted | give_up) & ~state.fresh
         new_x = jnp.where(accepted, trial, x)
         # A point with a finite loss but a non-finite gradient is a dead end: its value is
         # reported as NaN on the next call, which stops the loop (last_finite keeps x).
@@ -127,14 +137,17 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
         new_value = jnp.where(accepted, jnp.where(finite_grad, value, jnp.nan), state.value)
         new_grad = jnp.where(accepted, grad, state.grad)
         d, slope, history = direction(new_grad, forget(state.history, give_up, 0), new_x)
-        keep = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+        renew = done | state.fresh  # a new line search starts from new_x
+        keep = lambda new, old: jnp.where(renew, new, old)  # noqa: E731
         new_state = LbfgsState(value=new_value, grad=new_grad,
-                           direction=keep(d, state.direction), slope=keep(slope, state.slope),
-                           step_size=jnp.where(done, jnp.ones_like(state.step_size),
-                                               decrease_factor * state.step_size),
-                           trials=jnp.where(done, 0, state.trials + 1),
-                           history=jax.tree.map(keep, history, state.history))
-        return new_x, new_state, state.value, done
+                               direction=keep(d, state.direction), slope=keep(slope, state.slope),
+                               step_size=jnp.where(renew, jnp.ones_like(state.step_size),
+                                                   decrease_factor * state.step_size),
+                               trials=jnp.where(renew, 0, state.trials + 1),
+                               history=jax.tree.map(keep, history, state.history),
+                               fresh=jnp.zeros_like(state.fresh))
+        # The loss at the iterate this call started from: when fresh, the one just evaluated.
+        return new_x, new_state, jnp.where(state.fresh, value, state.value), done
 
     return Optimizer(init=init, step=step)
 

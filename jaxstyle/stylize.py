@@ -351,6 +351,12 @@ def restore_colors(image: np.ndarray, original: np.ndarray, preserve_colors: str
     return color.finish(image, np.asarray(resize(jnp.asarray(original), image.shape[:2])), "luminance")
 
 
+@jax.jit
+def _blend(blend: jax.Array, grams: list[dict]) -> dict:
+    """The style images' Gram matrices mixed by ``blend`` [S]: {layer: [C, C]}."""
+    return jax.tree.map(lambda *g: sum(blend[i] * gi for i, gi in enumerate(g)), *grams)
+
+
 def _stage_targets(params, content_opt, styles, style_masks, content_mask, blend, program: _Program,
                    shape: tuple[int, int], factor: float, place=lambda a: a) -> dict:
     """Content features and style Grams of one stage at ``shape`` (h, w); styles scaled by ``factor``."""
@@ -361,8 +367,7 @@ def _stage_targets(params, content_opt, styles, style_masks, content_mask, blend
         mask = None if m is None else resize_mask(m, style_shape)
         grams.append(style_targets_jit(params, resize(jnp.asarray(s), style_shape), program=program, mask=mask))
     if content_mask is None:
-        return {"content": content_targets_,
-                "style": jax.tree.map(lambda *g: sum(b * gi for b, gi in zip(blend, g)), *grams)}
+        return {"content": content_targets_, "style": grams[0] if len(grams) == 1 else _blend(blend, grams)}
     stage_regions = region_masks(np.asarray(resize_mask(content_mask, shape)), len(styles))
     return {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
             "masks": layer_masks(stage_regions, program.style_layers)}

@@ -315,3 +315,26 @@ def test_plot_without_matplotlib_says_how_to_get_it(env, images, tmp_path, capsy
                  "--plot", str(tmp_path / "loss.png")]) == 2
     assert "pip install 'jaxstyle[plot]'" in one_line_error(capsys)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_check(capsys):
+    """A SIGTERM whose KeyboardInterrupt lands in a gc callback or __del__ (where Python only
+    reports it) still stops the run: at the next chunk or pair, and without a traceback."""
+    import gc
+    import signal
+
+    from jaxstyle.cli import _Interruptions, _stop_if_interrupted
+
+    class Finalized:
+        def __del__(self):
+            _Interruptions.handle(signal.SIGTERM, None)
+
+    with _Interruptions():
+        _stop_if_interrupted()  # nothing asked yet
+        Finalized()
+        gc.collect()
+        with pytest.raises(KeyboardInterrupt):
+            _stop_if_interrupted()
+    assert "Traceback" not in capsys.readouterr().err
+    with _Interruptions():  # a new command starts with no request
+        _stop_if_interrupted()
