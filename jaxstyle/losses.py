@@ -35,9 +35,27 @@ def gram_matrix(features: ArrayLike) -> jax.Array:
     """[h, w, C] -> [C, C], ``F^T F / (h w)``, accumulated in at least float32."""
     f = jnp.asarray(features)
     h, w, c = f.shape
-    flat = f.reshape(h * w, c)
-    acc = _accumulation_dtype(f)
-    return jnp.einsum("mi,mj->ij", flat, flat, preferred_element_type=acc) / (h * w)
+    return _gram(f.reshape(h * w, c))
+
+
+@jax.custom_vjp
+def _gram(flat: jax.Array) -> jax.Array:
+    """[M, C] -> [C, C], ``F^T F / M``. Its gradient is one product, ``F (g + g^T) / M``:
+    autodiff of the product makes two, one per factor (both [M, C] x [C, C], the costly shape)."""
+    acc = _accumulation_dtype(flat)
+    return jnp.einsum("mi,mj->ij", flat, flat, preferred_element_type=acc) / flat.shape[0]
+
+
+def _gram_fwd(flat):
+    return _gram(flat), flat
+
+
+def _gram_bwd(flat, g):
+    both = ((g + g.T) / flat.shape[0]).astype(flat.dtype)
+    return (jnp.matmul(flat, both, preferred_element_type=_accumulation_dtype(flat)).astype(flat.dtype),)
+
+
+_gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 @jax.jit

@@ -63,3 +63,22 @@ def test_gradients_match_finite_differences():
         check_grads(lambda x: style_layer_loss(x, gram_target), (f,), order=2, modes=("rev",))
         check_grads(total_variation, (img,), order=2, modes=("rev",))
         check_grads(gram_matrix, (f,), order=1, modes=("rev",))
+
+
+def test_gram_gradient_is_autodiffs_for_any_cotangent():
+    """The Gram matrix's one-product gradient F (g + g^T) / M equals autodiff of F^T F / M,
+    for a cotangent that is not symmetric too, in float32 and bfloat16."""
+    rng = np.random.default_rng(3)
+    for dtype, tol in ((jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)):
+        f = jnp.asarray(rng.standard_normal((6, 5, 4)), dtype)
+        cotangent = jnp.asarray(rng.standard_normal((4, 4)), jnp.float32)
+
+        def plain(x):
+            flat = x.reshape(30, 4)
+            return jnp.einsum("mi,mj->ij", flat, flat, preferred_element_type=jnp.float32) / 30
+
+        ours = jax.vjp(gram_matrix, f)[1](cotangent)[0]
+        reference = jax.vjp(plain, f)[1](cotangent)[0]
+        assert ours.dtype == reference.dtype == dtype
+        np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(reference, np.float32),
+                                   rtol=tol, atol=tol)
