@@ -2,9 +2,11 @@
 
 ``estimate_bytes`` is a formula over the network's layer shapes: every layer output up to the
 deepest layer used (the activations the backward pass keeps), the weights, and the image-sized
-arrays of the optimizer (L-BFGS keeps ``2 * lbfgs_memory`` of them), plus a fixed overhead. Its
-constants are calibrated against XLA's own memory analysis of the compiled loop
-(``compiled_bytes``) at 256-1024 px, and a test keeps the two within 25% of each other.
+arrays of the optimizer (L-BFGS keeps ``2 * lbfgs_memory`` of them and needs as many again
+while it computes a direction), plus a fixed overhead. Its constants are calibrated against
+XLA's own memory analysis of the compiled loop (``compiled_bytes``) at 256-1024 px (estimate
+0.88-1.16x the analysis over the default, remat, Adam, bfloat16 and direct-convolution
+configurations, 2026-11-30), and a test keeps the two within 25% of each other.
 
 The formula counts activations in float32 and ignores ``remat``: on XLA:CPU neither bfloat16
 nor per-block rematerialisation lowered the compiled loop's memory (measured at 1024x768:
@@ -23,9 +25,13 @@ import jax.numpy as jnp
 from jaxstyle.config import StyleConfig
 from jaxstyle.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES, poolings_before
 
-ACTIVATION_FACTOR = 1.1  # buffers per kept activation element (an output and its gradient, overlapped)
+ACTIVATION_FACTOR = 0.9  # buffers per kept activation element (an output and its gradient, overlapped)
 IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's history (x, gradient, last finite, trial, ...)
-OVERHEAD_BYTES = 64 << 20
+# L-BFGS's image-sized arrays per remembered pair: the pair itself (2) and as many again for the
+# two-loop recursion's temporaries (XLA's analysis: 4 * memory + ~5 more image arrays than Adam,
+# at 256, 512 and 1024 px).
+LBFGS_ARRAYS_PER_PAIR = 4
+OVERHEAD_BYTES = 32 << 20
 
 
 class WontFitError(ValueError):
@@ -66,7 +72,7 @@ def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1)
     workspace = max((sizes[n] * 36 // 16 * (CONV_KERNEL_SHAPES[n][2] + CONV_KERNEL_SHAPES[n][3]) * 4 for n in fast),
                     default=0)
     activations = activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR + workspace
-    history = 2 * config.lbfgs_memory if config.optimizer != "adam" else 2
+    history = LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
     images = height * width * 3 * 4 * (history + IMAGE_ARRAYS)
     return int(OVERHEAD_BYTES + weights + batch * (activations + images))
 
