@@ -14,9 +14,9 @@ jaxstyle: its L-BFGS, optax's direction with a step-1-first backtracking line se
 and whole-job wall time (process start to written file) of each CLI as a subprocess,
 alternating, for a fixed number of steps. jaxstyle's job is timed twice per round: cold (an
 empty compilation cache, as a first run) and warm (JAX's persistent cache holding the programs
-from an earlier run of the same shapes, as every later run of the CLI). ``quality``: pastiche runs N steps; its output
-is scored with the shared objective; jaxstyle then runs until its loss reaches that value,
-and the time it took is compared.
+from an earlier run of the same shapes, as every later run of the CLI). ``quality``: pastiche
+runs N steps; its output is scored with the shared objective; jaxstyle then runs until its
+loss reaches that value, and the time it took is compared.
 Results go to benchmarks/results/peer-*.json.
 """
 

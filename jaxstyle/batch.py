@@ -38,6 +38,7 @@ from jaxstyle.stylize import (
     _Program,
     _styles,
     advance,
+    blended_grams,
     content_targets,
     drive,
     initial_image,
@@ -235,8 +236,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         if regions:  # each region keeps its own style's Gram matrices: [R, C, C]
             style_grams.append(jax.tree.map(lambda *g: jnp.stack(g), *per_image))
         else:
-            style_grams.append(jax.tree.map(lambda *g, blend=blend: sum(w * gi for w, gi in zip(blend, g)),
-                                            *per_image))
+            style_grams.append(blended_grams(blend, per_image))
     contents = np.stack(prepared)
     x0 = np.stack([np.asarray(initial_image(jnp.asarray(contents[i]), config,
                                             style=jnp.asarray(first_styles[i]) if config.init == "style" else None,

@@ -380,12 +380,12 @@ def _batch(args) -> int:
         bar = tqdm(total=len(share), unit="pair", dynamic_ncols=True, file=sys.stderr)
 
     def on_pair(record):
-        _stop_if_interrupted()
         if bar is not None:
             bar.update(1)
         elif record["status"] != "skipped" or record["reason"] != "output exists":  # resumed pairs go unsaid
             _log(args, f"{record['status']}: {record['output']}"
                        + (f" ({record['reason']})" if record["reason"] else ""))
+        _stop_if_interrupted()  # after reporting the pair: it is finished
 
     watch = None
     if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)

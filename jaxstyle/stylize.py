@@ -351,9 +351,14 @@ def restore_colors(image: np.ndarray, original: np.ndarray, preserve_colors: str
     return color.finish(image, np.asarray(resize(jnp.asarray(original), image.shape[:2])), "luminance")
 
 
+def blended_grams(blend, grams: list[dict]) -> dict:
+    """The style images' Gram matrices mixed by ``blend`` (one weight per image, summing to 1):
+    {layer: [C, C]}. One image's are returned as they are (its weight is 1)."""
+    return grams[0] if len(grams) == 1 else _blend(jnp.asarray(blend, jnp.float32), grams)
+
+
 @jax.jit
 def _blend(blend: jax.Array, grams: list[dict]) -> dict:
-    """The style images' Gram matrices mixed by ``blend`` [S]: {layer: [C, C]}."""
     return jax.tree.map(lambda *g: sum(blend[i] * gi for i, gi in enumerate(g)), *grams)
 
 
@@ -367,7 +372,7 @@ def _stage_targets(params, content_opt, styles, style_masks, content_mask, blend
         mask = None if m is None else resize_mask(m, style_shape)
         grams.append(style_targets_jit(params, resize(jnp.asarray(s), style_shape), program=program, mask=mask))
     if content_mask is None:
-        return {"content": content_targets_, "style": grams[0] if len(grams) == 1 else _blend(blend, grams)}
+        return {"content": content_targets_, "style": blended_grams(blend, grams)}
     stage_regions = region_masks(np.asarray(resize_mask(content_mask, shape)), len(styles))
     return {"content": content_targets_, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
             "masks": layer_masks(stage_regions, program.style_layers)}
