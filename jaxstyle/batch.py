@@ -17,8 +17,9 @@ repeating its last pair, and the padding is dropped from the results.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from functools import partial
 
 import jax
@@ -27,7 +28,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxstyle import color
-from jaxstyle.config import StyleConfig, blend_weights
+from jaxstyle.config import StyleConfig, blend_weights, is_integer
 from jaxstyle.masks import layer_masks, region_masks
 from jaxstyle.optimize import Optimizer
 from jaxstyle.sharding import pad_batch, replicate, shard_batch
@@ -36,6 +37,7 @@ from jaxstyle.stylize import (
     _check_image,
     _check_mask,
     _Program,
+    _scaled,
     _styles,
     advance,
     blended_grams,
@@ -43,7 +45,9 @@ from jaxstyle.stylize import (
     drive,
     initial_image,
     loss_terms,
+    resize,
     resize_mask,
+    stage_shapes,
     start_state,
     style_targets,
 )
@@ -130,8 +134,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                   config: StyleConfig = StyleConfig(), style_blends: Sequence[Sequence[float] | None] | None = None,
                   vgg: VGG19 | None = None, mesh: jax.sharding.Mesh | None = None,
                   content_weights: Sequence[float] | None = None, style_weights: Sequence[float] | None = None,
-                  seeds: Sequence[int] | None = None, style_keys: Sequence[Hashable] | None = None,
-                  gram_cache: dict | None = None,
+                  seeds: Sequence[int] | None = None, gram_cache: MutableMapping | None = None,
                   callback: Callable[[BatchProgress], None] | None = None,
                   callback_every: int = 50, content_masks: Sequence[ArrayLike] | None = None,
                   style_masks: Sequence[Sequence[ArrayLike | None] | None] | None = None,
@@ -140,21 +143,21 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
     (any sizes), or for a pair several images (a list) whose Gram targets are blended with that
-    pair's ``style_blends`` entry (default ``config.style_blend``, else equal); a pair's
-    ``style_keys`` entry is then a tuple, one key per image. Style targets are computed once
-    per distinct ``style_keys`` entry (default: the
-    array object's identity); pass a ``gram_cache`` dict to keep them across calls with one ``vgg``. content_weights,
-    style_weights, seeds: optional per-pair overrides of ``config``. mesh: shard the batch
-    axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
+    pair's ``style_blends`` entry (default ``config.style_blend``, else equal). Style targets
+    are computed once per distinct style image (its pixels, mask, size and the network program
+    decide: :func:`style_target_key`); pass a ``gram_cache`` mapping to keep them across calls.
+    content_weights, style_weights, seeds: optional per-pair overrides of ``config``. mesh:
+    shard the batch axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
+
+    With ``config.scales`` the batch runs coarse-to-fine as :func:`jaxstyle.stylize` does, every
+    pair through the same stages (one shape per stage, so one program per stage shape).
 
     content_masks: one grey mask [H, W] per pair (the contents' shape) giving each region its
     own style image (:mod:`jaxstyle.masks`); every pair then has the same number (>= 2) of
     style images. style_masks: per pair, one mask (or None) per style image, in that image's
     shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
     """
-    if config.scales:
-        raise ValueError("coarse-to-fine scales are not supported by batch runs yet; use stylize, or no scales")
     if vgg is None:
         from jaxstyle.fetch import load_vgg19
 
@@ -168,12 +171,19 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     if n == 0:
         return []
     contents = np.stack([np.asarray(_check_image(c, f"content image {i}")) for i, c in enumerate(contents)])
-    check_image_size(*contents.shape[1:3], config.all_layers, "content image")
+    height, width = contents.shape[1:3]
+    shapes = stage_shapes(height, width, config.scales)
+    for h, w in shapes:
+        at = "" if (h, w) == shapes[-1] else f" at the {max(h, w)} px scale"
+        check_image_size(h, w, config.all_layers, f"content image{at}")
     cw = _per_pair(content_weights, config.content_weight, n, "content weight")
     sw = _per_pair(style_weights, config.style_weight, n, "style weight")
-    seeds = [config.seed] * n if seeds is None else [int(s) for s in seeds]
+    seeds = [config.seed] * n if seeds is None else list(seeds)
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds (one per pair), got {len(seeds)}")
+    if not all(is_integer(s) and -(2**63) <= int(s) < 2**63 for s in seeds):  # what jax.random.key takes
+        raise ValueError(f"expected 64-bit integer seeds, got {seeds}")
+    seeds = [int(s) for s in seeds]
     regions = 0
     if content_masks is not None:
         if len(content_masks) != n:
@@ -183,105 +193,143 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
             raise ValueError("expected the same number (at least 2) of style images for every pair of a masked batch, "
                              f"got {sorted(counts)}")
         regions = counts.pop()
+        content_masks = [_check_mask(m, f"content mask of pair {i}") for i, m in enumerate(content_masks)]
+        for m in content_masks:
+            if m.shape != (height, width):
+                raise ValueError(f"expected content masks of the contents' shape {(height, width)}, got {m.shape}")
     style_masks = [None] * n if style_masks is None else list(style_masks)
     if len(style_masks) != n:
         raise ValueError(f"expected {n} style mask lists (one per pair), got {len(style_masks)}")
+    blends = [None] * n if style_blends is None else list(style_blends)
+    if len(blends) != n:
+        raise ValueError(f"expected {n} style blends (one per pair), got {len(blends)}")
     program = _Program.build(config, vgg, callback_every)
     start = time.perf_counter()
     base_params = program.params(vgg)
     params = base_params if mesh is None else replicate(base_params, mesh)
-
-    # Style targets once per distinct style image.
     gram_cache = {} if gram_cache is None else gram_cache
-    keys = ([tuple(id(im) for im in style) if isinstance(style, (list, tuple)) else id(style) for style in styles]
-            if style_keys is None else list(style_keys))
-    if len(keys) != n:
-        raise ValueError(f"expected {n} style keys (one per pair), got {len(keys)}")
-    blends = [None] * n if style_blends is None else list(style_blends)
-    if len(blends) != n:
-        raise ValueError(f"expected {n} style blends (one per pair), got {len(blends)}")
-    # With preserve_colors the style a pair sees depends on its content: no sharing then.
-    originals = contents
-    style_grams, first_styles, prepared = [], [], []
-    for i, (style, key) in enumerate(zip(styles, keys)):
-        images = _styles(style)
-        image_keys = tuple(key) if isinstance(key, tuple) else (key,)
-        if len(image_keys) != len(images):
-            raise ValueError(f"expected {len(images)} style keys for pair {i} (one per style image), "
-                             f"got {len(image_keys)}")
-        blend = blend_weights(config.style_blend if blends[i] is None else blends[i], len(images))
-        cache_keys = [(k, program.style_layers, program.pooling, program.prep, id(vgg)) for k in image_keys]
+
+    # Each pair's inputs as the network sees them (colour mode applied: with preserve_colors a
+    # style depends on its content), checked once.
+    originals, prepared, pair_styles, pair_masks, pair_blends = contents, [], [], [], []
+    for i, style in enumerate(styles):
+        images = [np.asarray(_check_image(im, f"style image {i}")) for im in _styles(style)]
         masks_i = [None] * len(images) if style_masks[i] is None else list(style_masks[i])
         if len(masks_i) != len(images):
             raise ValueError(f"expected {len(images)} style masks for pair {i} (one per style image), "
                              f"got {len(masks_i)}")
-        fresh = (config.preserve_colors or config.init == "style" or any(m is not None for m in masks_i)
-                 or any(k not in gram_cache for k in cache_keys))
-        if fresh:
-            checked = [np.asarray(_check_image(im, f"style image {i}")) for im in images]
-            for im in checked:
-                check_image_size(*im.shape[:2], config.style_layers, f"style image {i}")
-            content_i, checked = color.prepare(originals[i], checked, config.preserve_colors)
-            prepared.append(content_i)
-            first_styles.append(checked[0])
-            masks_i = [None if m is None else resize_mask(_check_mask(m, f"style mask of pair {i}"), im.shape[:2])
-                       for m, im in zip(masks_i, checked)]
-            per_image = [_style_targets(base_params, jnp.asarray(im), program, m) for im, m in zip(checked, masks_i)]
-            if not config.preserve_colors and all(m is None for m in masks_i):
-                gram_cache.update(zip(cache_keys, per_image))
-        else:
-            prepared.append(originals[i])
-            first_styles.append(None)
-            per_image = [gram_cache[k] for k in cache_keys]
-        if regions:  # each region keeps its own style's Gram matrices: [R, C, C]
-            style_grams.append(jax.tree.map(lambda *g: jnp.stack(g), *per_image))
-        else:
-            style_grams.append(blended_grams(blend, per_image))
-    contents = np.stack(prepared)
-    x0 = np.stack([np.asarray(initial_image(jnp.asarray(contents[i]), config,
-                                            style=jnp.asarray(first_styles[i]) if config.init == "style" else None,
-                                            seed=seeds[i])) for i in range(n)])
+        for im in images:
+            for h, _ in shapes:
+                check_image_size(*_scaled(im.shape, h / height), config.style_layers, f"style image {i}")
+        pair_blends.append(blend_weights(config.style_blend if blends[i] is None else blends[i], len(images)))
+        content_i, images = color.prepare(originals[i], images, config.preserve_colors)
+        prepared.append(content_i)
+        pair_styles.append(images)
+        pair_masks.append([None if m is None else _check_mask(m, f"style mask of pair {i}") for m in masks_i])
+    prepared = np.stack(prepared)
+
+    def stage_grams(factor: float) -> dict:
+        """Every pair's style targets at a stage whose images are ``factor`` of the full size."""
+        per_pair = []
+        for images, masks_i, blend in zip(pair_styles, pair_masks, pair_blends):
+            per_image = []
+            for im, m in zip(images, masks_i):
+                shape = _scaled(im.shape, factor)
+                key = style_target_key(im, m, shape, program, vgg)
+                if key not in gram_cache:  # the value keeps vgg alive, so id(vgg) in the key stays its own
+                    mask = None if m is None else resize_mask(m, shape)
+                    gram_cache[key] = (vgg, _style_targets(base_params, resize(jnp.asarray(im), shape), program, mask))
+                per_image.append(gram_cache[key][1])
+            per_pair.append(jax.tree.map(lambda *g: jnp.stack(g), *per_image) if regions  # [R, C, C] per layer
+                            else blended_grams(blend, per_image))
+        return jax.tree.map(lambda *g: jnp.stack(g), *per_pair)
+
+    x = np.stack([np.asarray(initial_image(jnp.asarray(prepared[i]), config,
+                                           style=jnp.asarray(pair_styles[i][0]) if config.init == "style" else None,
+                                           seed=seeds[i])) for i in range(n)])
     weights = {"content_weight": cw, "style_weight": sw,
                "tv_weight": np.full(n, config.tv_weight, np.float32),
                "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
                "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))}
-    grams = jax.tree.map(lambda *g: jnp.stack(g), *style_grams)
-    batch = {"contents": contents, "x0": x0, "grams": grams, "weights": weights}
-    if regions:
-        batch["regions"] = np.stack([region_masks(_check_mask(m, f"content mask of pair {i}"), regions)
-                                     for i, m in enumerate(content_masks)])
-        if batch["regions"].shape[2:] != contents.shape[1:3]:
-            raise ValueError(f"expected content masks of the contents' shape {contents.shape[1:3]}, "
-                             f"got {batch['regions'].shape[2:]}")
-    if mesh is not None:
-        batch = shard_batch(pad_batch(batch, mesh.devices.size), mesh)
-    targets = {"content": _batched_content_targets(params, batch["contents"], program), "style": batch["grams"]}
-    if regions:
-        targets["masks"] = _batched_layer_masks(batch["regions"], program.style_layers)
+    place = (lambda tree: tree) if mesh is None else (lambda tree: shard_batch(pad_batch(tree, mesh.devices.size),
+                                                                               mesh))
+    weights = place(weights)
     sharded = mesh is not None
-    state = _batched_start(params, batch["x0"], targets, batch["weights"], program, sharded)
+    total = config.total_iterations
     term_history = [[] for _ in range(n)]
+    histories = [[] for _ in range(n)]
+    stopped = np.zeros(n, bool)  # a member whose loss went non-finite keeps its last finite image
+    final_x, final_terms = [None] * n, [None] * n
+    for index, (h, w) in enumerate(shapes):
+        factor = h / height
+        stage = {"contents": np.stack([np.asarray(resize(jnp.asarray(c), (h, w))) for c in prepared]),
+                 "grams": stage_grams(factor)}
+        if regions:
+            stage["regions"] = np.stack([region_masks(np.asarray(resize_mask(m, (h, w))), regions)
+                                         for m in content_masks])
+        stage = place(stage)
+        x = place(np.stack([np.asarray(resize(jnp.clip(xi, 0.0, 1.0) if index else jnp.asarray(xi), (h, w)))
+                            for xi in np.asarray(x)[:n]]))
+        targets = {"content": _batched_content_targets(params, stage["contents"], program), "style": stage["grams"]}
+        if regions:
+            targets["masks"] = _batched_layer_masks(stage["regions"], program.style_layers)
+        state = _batched_start(params, x, targets, weights, program, sharded)
+        offset = index * config.scale_iterations  # steps of the coarser stages before this one
+        iterations = config.iterations if index == len(shapes) - 1 else config.scale_iterations
 
-    def on_chunk(done, st, last):
-        if track_terms:
-            terms = jax.tree.map(np.asarray, _batched_evaluate(params, st.x, targets, batch["weights"], program))
-            for i in range(n):
-                term_history[i].append({"step": done, **{k: float(v[i]) for k, v in terms.items()}})
-        if callback is not None:
-            callback(BatchProgress(done, config.iterations, last[:n]))
+        def on_chunk(done, st, last, offset=offset, targets=targets, stopped=stopped):
+            if track_terms:
+                terms = jax.tree.map(np.asarray, _batched_evaluate(params, st.x, targets, weights, program))
+                for i in np.flatnonzero(~stopped):
+                    term_history[i].append({"step": offset + done, **{k: float(v[i]) for k, v in terms.items()}})
+            if callback is not None:
+                callback(BatchProgress(offset + done, total, np.where(stopped, np.nan, last[:n])))
 
-    state, history = drive(lambda st, k: _batched_advance(params, st, targets, batch["weights"], k, program,
-                                                          sharded),
-                           state, iterations=config.iterations, chunk=program.chunk, on_chunk=on_chunk)
-    failed = np.asarray(state.nonfinite)
-    final_x = jnp.where(jnp.asarray(failed)[:, None, None, None], state.last_finite, state.x)
-    terms = jax.tree.map(np.asarray, _batched_evaluate(params, final_x, targets, batch["weights"], program))
-    images = np.asarray(jnp.clip(final_x, 0.0, 1.0))[:n]
+        state, history = drive(lambda st, k, targets=targets: _batched_advance(params, st, targets, weights, k,
+                                                                               program, sharded),
+                               state, iterations=iterations, chunk=program.chunk, period=callback_every,
+                               offset=offset, on_chunk=on_chunk)
+        failed = np.asarray(state.nonfinite)[:n]
+        x = jnp.where(jnp.asarray(np.asarray(state.nonfinite))[:, None, None, None], state.last_finite, state.x)
+        last = index == len(shapes) - 1
+        if last or failed.any():
+            terms = jax.tree.map(np.asarray, _batched_evaluate(params, x, targets, weights, program))
+            images = np.asarray(jnp.clip(x, 0.0, 1.0))[:n]
+        steps = np.asarray(state.steps)[:n]
+        for i in np.flatnonzero(~stopped):
+            histories[i].append(history[i, : steps[i]])
+            if failed[i] or last:
+                final_x[i], final_terms[i] = images[i], {k: float(v[i]) for k, v in terms.items()}
+        stopped |= failed
+        if stopped.all():
+            break
+    images = np.stack([resize_image_to(final_x[i], (height, width)) for i in range(n)])
     images = np.stack([color.finish(images[i], originals[i], config.preserve_colors) for i in range(n)])
-    steps = np.asarray(state.steps)
     seconds = time.perf_counter() - start
-    return [StyleResult(image=images[i], loss_history=history[i, : steps[i]],
-                        status="nonfinite" if failed[i] else "done", steps=int(steps[i]),
-                        losses={k: float(v[i]) for k, v in terms.items()}, seconds=seconds,
-                        term_history=tuple(term_history[i]))
-            for i in range(n)]
+    results = []
+    for i in range(n):
+        history = np.concatenate(histories[i])
+        results.append(StyleResult(image=images[i], loss_history=history,
+                                   status="nonfinite" if stopped[i] else "done", steps=len(history),
+                                   losses=final_terms[i], seconds=seconds, term_history=tuple(term_history[i])))
+    return results
+
+
+def style_target_key(style: np.ndarray, mask: np.ndarray | None, shape: tuple[int, int], program: _Program,
+                     vgg: VGG19) -> tuple:
+    """What decides a style image's Gram targets: its pixels and mask (digests), the size it is
+    resized to, the network program (layers, pooling, preprocessing, precision, convolutions,
+    remat) and the network's weights (the object: a cache keeps it alive beside the targets)."""
+    def digest(a: np.ndarray | None) -> str | None:
+        if a is None:
+            return None
+        a = np.ascontiguousarray(a, np.float32)
+        return hashlib.blake2b(repr(a.shape).encode() + a.tobytes(), digest_size=20).hexdigest()
+
+    return (digest(style), digest(mask), tuple(shape), program.style_layers, program.pooling, program.prep,
+            program.precision, program.remat, program.winograd_layers, id(vgg))
+
+
+def resize_image_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A member's image at the output's shape (a member stopped at a coarse stage is upsampled)."""
+    return image if image.shape[:2] == tuple(shape) else np.asarray(resize(jnp.asarray(image), shape))

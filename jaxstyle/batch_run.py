@@ -34,7 +34,7 @@ from jaxstyle import storage
 from jaxstyle.batch import bucket_shape, stylize_batch
 from jaxstyle.claims import BUSY, Claims, NoClaims
 from jaxstyle.config import StyleConfig, optimizer_name
-from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_to, save_image
+from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_mask_to, resize_to, save_image
 from jaxstyle.manifest import Pair, check_inside
 from jaxstyle.plot import plot_losses
 from jaxstyle.storage import Location
@@ -196,8 +196,8 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
                     raise ValueError(styles[path])
             content_mask = None
             if pair.content_mask is not None:
-                content_mask = resize_to(load_image(pair.content_mask), *shape)  # stylize_batch takes its luminance
-            masks = [None if m is None else resize_to(load_image(m), *styles[p].shape[:2])
+                content_mask = resize_mask_to(load_image(pair.content_mask), *shape)  # stylize_batch takes luminance
+            masks = [None if m is None else resize_mask_to(load_image(m), *styles[p].shape[:2])
                      for m, p in zip(pair.style_masks, pair.styles)] or None
         except ValueError as exc:
             finish(pair, "failed", reason=str(exc))
@@ -217,7 +217,7 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             content_weights=[config.content_weight if p.content_weight is None else p.content_weight for p in ready],
             style_weights=[config.style_weight if p.style_weight is None else p.style_weight for p in ready],
             seeds=[config.seed if p.seed is None else p.seed for p in ready],
-            style_keys=[tuple(str(path) for path in p.styles) for p in ready], gram_cache=grams,
+            gram_cache=grams,
             style_blends=[p.style_blend for p in ready],
             content_masks=content_masks if ready[0].content_mask is not None else None,
             style_masks=style_masks, track_terms=plot,

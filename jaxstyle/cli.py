@@ -7,6 +7,7 @@ Exit status 0 on success, 2 on bad input (one line on stderr, no traceback),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -57,11 +58,25 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _finite_float(text: str) -> float:
+    """A finite number: NaN and infinities are refused here, before any work starts."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(x) for x in _csv(text))
+        values = tuple(float(x) for x in _csv(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
+    return values
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -120,7 +135,7 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="steps at each coarser stage (default: --iterations)")
     st.add_argument("--style-size", type=_positive_int, default=None, metavar="PX",
                     help="longest side of the style image (default: the output's, --size)")
-    st.add_argument("--style-scale", type=float, default=None, metavar="F",
+    st.add_argument("--style-scale", type=_finite_float, default=None, metavar="F",
                     help="longest side of the style image as a multiple of --size (0.5: the style's "
                          "strokes and patterns come out half as large; 2: twice)")
     st.add_argument("--precision", choices=PRECISIONS, default="float32",
@@ -135,11 +150,11 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
                     help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
                          "returns an optax GradientTransformation or a jaxstyle.optimize.Optimizer")
-    st.add_argument("--learning-rate", type=float, default=None,
+    st.add_argument("--learning-rate", type=_finite_float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
-    st.add_argument("--content-weight", type=float, default=StyleConfig.content_weight)
-    st.add_argument("--style-weight", type=float, default=StyleConfig.style_weight)
-    st.add_argument("--tv-weight", type=float, default=StyleConfig.tv_weight)
+    st.add_argument("--content-weight", type=_finite_float, default=StyleConfig.content_weight)
+    st.add_argument("--style-weight", type=_finite_float, default=StyleConfig.style_weight)
+    st.add_argument("--tv-weight", type=_finite_float, default=StyleConfig.tv_weight)
     st.add_argument("--content-layers", type=_csv, default=DEFAULT_CONTENT_LAYERS,
                     help="comma-separated layer names (see --list-layers)")
     st.add_argument("--style-layers", type=_csv, default=DEFAULT_STYLE_LAYERS)
@@ -154,7 +169,7 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="keep the content's colours: 'luminance' transfers style on luminance only and "
                          "puts the content's chroma back; 'histogram' recolours the style image to the "
                          "content's colour mean and covariance first")
-    st.add_argument("--init-noise-blend", type=float, default=0.0, metavar="A",
+    st.add_argument("--init-noise-blend", type=_finite_float, default=0.0, metavar="A",
                     help="start from (1 - A) * init + A * uniform noise (seeded by --seed)")
     st.add_argument("--pooling", choices=("max", "avg"), default="max")
     st.add_argument("--seed", type=int, default=0)
@@ -164,8 +179,43 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="input normalisation of a state-dict weights file")
 
 
+def _add_single_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options of one run to one output file (`stylize` and `demo`)."""
+    parser.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit); a path "
+                        "or a URL (s3://, gs://; needs jaxstyle[cloud])")
+    _add_style_options(parser)
+    parser.add_argument("--style-blend", type=_floats, default=None, metavar="W1,W2,...",
+                        help="one weight per style image (normalised to sum to 1; default equal): the style "
+                             "targets are the blend of the images' Gram matrices")
+    parser.add_argument("--content-mask", default=None, metavar="PATH",
+                        help="grey image in the content's frame that gives each region its own style: "
+                             "white takes the first style, black the last, even greys between")
+    parser.add_argument("--style-masks", type=_csv, default=None, metavar="M1,M2,...",
+                        help="one mask per style image: the part of it whose style counts (white: use)")
+    parser.add_argument("--init", default="content", help="content, noise, style (the first style image), "
+                        "or an image PATH")
+    parser.add_argument("--plot", default=None, metavar="PATH.png",
+                        help="write the loss curves (total, content, style, TV) there (needs matplotlib)")
+    parser.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                        help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--shard-image", action="store_true",
+                        help="split the image over all local devices (height x width tiles), for images "
+                             "beyond one device's memory")
+    parser.add_argument("--no-save-on-interrupt", action="store_true",
+                        help="on Ctrl-C/SIGTERM write nothing (default: save the latest image as the output)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house's error format: one line on stderr, exit status 2 (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"jaxstyle: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxstyle", description="Neural style transfer in JAX.")
+    parser = _Parser(prog="jaxstyle", description="Neural style transfer in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     st = sub.add_parser("stylize", help="render CONTENT in the style of STYLE",
@@ -173,30 +223,12 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("content", help="content image (any Pillow-readable format)")
     st.add_argument("style", nargs="+", help="style image(s); several are blended (--style-blend) or "
                     "given regions (--content-mask)")
-    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit); a path "
-                    "or a URL (s3://, gs://; needs jaxstyle[cloud])")
-    _add_style_options(st)
-    st.add_argument("--style-blend", type=_floats, default=None, metavar="W1,W2,...",
-                    help="one weight per style image (normalised to sum to 1; default equal): the style "
-                         "targets are the blend of the images' Gram matrices")
-    st.add_argument("--content-mask", default=None, metavar="PATH",
-                    help="grey image in the content's frame that gives each region its own style: "
-                         "white takes the first style, black the last, even greys between")
-    st.add_argument("--style-masks", type=_csv, default=None, metavar="M1,M2,...",
-                    help="one mask per style image: the part of it whose style counts (white: use)")
-    st.add_argument("--init", default="content", help="content, noise, style (the first style image), "
-                    "or an image PATH")
-    st.add_argument("--plot", default=None, metavar="PATH.png",
-                    help="write the loss curves (total, content, style, TV) there (needs matplotlib)")
-    st.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
-                    help="also save every N steps to OUTPUT_STEM_steps/step_NNNNN.png")
-    st.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    st.add_argument("--shard-image", action="store_true",
-                    help="split the image over all local devices (height x width tiles), for images "
-                         "beyond one device's memory")
-    st.add_argument("--no-save-on-interrupt", action="store_true",
-                    help="on Ctrl-C/SIGTERM write nothing (default: save the latest image as the output)")
-    st.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    _add_single_run_options(st)
+
+    dm = sub.add_parser("demo", help="stylize the bundled example photo (Tuebingen) in the style of the bundled "
+                        "painting (The Starry Night): `stylize` without input files",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_single_run_options(dm)
 
     pl = sub.add_parser("plan", help="print the stages, steps and memory a `stylize` run would need; run nothing",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -231,7 +263,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
     bt.add_argument("--num-processes", type=_positive_int, default=None)
     bt.add_argument("--process-id", type=_non_negative_int, default=None)
-    for parser_ in (st, bt, pl):
+    for parser_ in (st, dm, bt, pl):
         parser_.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
 
     wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
@@ -482,15 +514,24 @@ def _stylize(args) -> int:
     for path in args.style:
         check_image_size(*image_io.fitted_shape(*image_io.image_size(path), style_size), config.style_layers,
                          f"{path}: style image")
-    memory.check_fits(*content_shape, config, str(args.content))
+    grid = None
+    if args.shard_image:  # checked per tile: the split is what lets an image beyond one device's memory run
+        import jax
+
+        from jaxstyle.sharding import spatial_grid
+
+        grid = spatial_grid(*content_shape, len(jax.local_devices()))
+        memory.check_fits_sharded(*content_shape, config, str(args.content), grid)
+    else:
+        memory.check_fits(*content_shape, config, str(args.content))
     content = image_io.load_image(args.content, max_size=args.size)
     styles = [image_io.load_image(path, max_size=style_size) for path in args.style]
     content_mask = None
     if args.content_mask:
-        content_mask = image_io.resize_to(image_io.load_image(args.content_mask), *content.shape[:2])
+        content_mask = image_io.resize_mask_to(image_io.load_image(args.content_mask), *content.shape[:2])
     masks = None
     if style_masks:
-        masks = [image_io.resize_to(image_io.load_image(path), *style.shape[:2])
+        masks = [image_io.resize_mask_to(image_io.load_image(path), *style.shape[:2])
                  for path, style in zip(style_masks, styles)]
     init_image = None
     if args.init not in INITS:
@@ -515,14 +556,14 @@ def _stylize(args) -> int:
             bar.set_postfix(loss=f"{progress.loss:.4g}")
         else:
             _log(args, f"step {progress.step}/{progress.total} loss {progress.loss:.6g}")
-        if args.save_every and progress.step % args.save_every == 0:
-            image_io.save_image(steps_dir / f"step_{progress.step:05d}.png", progress.image())
+        if args.save_every and progress.step % args.save_every == 0:  # global steps, over all stages
+            # a coarse stage's image at the output's size, so that the saved steps make one sequence
+            image_io.save_image(steps_dir / f"step_{progress.step:05d}.png",
+                                image_io.resize_to(latest["image"], *content.shape[:2]))
 
     every = args.save_every or max(1, min(50, config.total_iterations // 20 or 1))
     mesh = None
-    if args.shard_image:
-        import jax
-
+    if grid is not None:
         from jaxstyle.sharding import spatial_mesh
 
         mesh = spatial_mesh(*content.shape[:2])
@@ -561,6 +602,14 @@ def _stylize(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    """`stylize` of the example images installed with the package (:mod:`jaxstyle.examples`)."""
+    from jaxstyle.examples import CONTENT, STYLE, example_path
+
+    args.content, args.style = str(example_path(CONTENT)), [str(example_path(STYLE))]
+    return _stylize(args)
+
+
 def _weights(args) -> int:
     if args.weights_command == "fetch":
         target = fetch.cached_weights_path()
@@ -589,7 +638,7 @@ def _weights(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"stylize": _stylize, "batch": _batch, "weights": _weights, "plan": _plan}
+    commands = {"stylize": _stylize, "demo": _demo, "batch": _batch, "weights": _weights, "plan": _plan}
     with _Interruptions():
         try:
             return commands[args.command](args)

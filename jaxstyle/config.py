@@ -48,11 +48,21 @@ def optimizer_name(optimizer) -> str:
     return getattr(optimizer, "name", None) or f"optax {type(optimizer).__name__}"
 
 
-def _is_integer(value) -> bool:
+def is_integer(value) -> bool:
     """True for ints and integral finite floats (not bools, NaN, inf or strings)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value)
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float; ValueError naming the option for what is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise ValueError(f"expected {name} to be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"expected {name} to be a number, got {value!r}") from None
 
 
 def normalized_blend(weights) -> tuple[float, ...]:
@@ -79,11 +89,14 @@ def blend_weights(weights, styles: int) -> tuple[float, ...]:
 def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
     if weights is None:
         return tuple(1.0 / len(layers) for _ in layers)
-    weights = tuple(float(w) for w in weights)
+    try:
+        weights = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {what} layer weights to be a list of numbers, got {weights!r}") from None
     if len(weights) != len(layers):
         raise ValueError(f"expected {len(layers)} {what} layer weights (one per layer), got {len(weights)}")
-    if any(w < 0 for w in weights):
-        raise ValueError(f"expected non-negative {what} layer weights, got {weights}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"expected finite, non-negative {what} layer weights, got {weights}")
     return weights
 
 
@@ -154,7 +167,7 @@ class StyleConfig:
         set_("content_layer_weights", _weights(self.content_layer_weights, self.content_layers, "content"))
         set_("style_layer_weights", _weights(self.style_layer_weights, self.style_layers, "style"))
         for name in ("content_weight", "style_weight", "tv_weight", "noise_scale"):
-            value = float(getattr(self, name))
+            value = _number(getattr(self, name), name)
             if not value >= 0 or value == float("inf"):
                 raise ValueError(f"expected {name} to be a finite number >= 0, got {getattr(self, name)!r}")
             set_(name, value)
@@ -167,9 +180,9 @@ class StyleConfig:
                              f"jaxstyle.optimize.Optimizer, got {type(self.optimizer).__name__}")
         if self.init not in INITS:
             raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
-        if not _is_integer(self.iterations) or self.iterations < 0:
+        if not is_integer(self.iterations) or self.iterations < 0:
             raise ValueError(f"expected iterations to be an integer >= 0, got {self.iterations!r}")
-        if not _is_integer(self.lbfgs_memory) or self.lbfgs_memory < 1:
+        if not is_integer(self.lbfgs_memory) or self.lbfgs_memory < 1:
             raise ValueError(f"expected lbfgs_memory to be an integer >= 1, got {self.lbfgs_memory!r}")
         if not named:
             if self.learning_rate is not None:
@@ -177,18 +190,18 @@ class StyleConfig:
                                  "its own")
         elif self.learning_rate is None:
             set_("learning_rate", DEFAULT_LEARNING_RATE[self.optimizer])
-        elif not float(self.learning_rate) > 0:
-            raise ValueError(f"expected learning_rate > 0, got {self.learning_rate!r}")
+        elif not 0 < _number(self.learning_rate, "learning_rate") < math.inf:
+            raise ValueError(f"expected learning_rate to be a finite number > 0, got {self.learning_rate!r}")
         if named:
             set_("learning_rate", float(self.learning_rate))
         set_("iterations", int(self.iterations))
         scales = tuple(self.scales)
-        if any(not _is_integer(v) or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
+        if any(not is_integer(v) or v < 1 for v in scales) or any(b <= a for a, b in zip(scales, scales[1:])):
             raise ValueError(f"expected scales to be increasing positive integers (px), got {self.scales!r}")
         set_("scales", tuple(int(v) for v in scales))
         if self.scale_iterations is None:
             set_("scale_iterations", self.iterations)
-        elif not _is_integer(self.scale_iterations) or self.scale_iterations < 0:
+        elif not is_integer(self.scale_iterations) or self.scale_iterations < 0:
             raise ValueError(f"expected scale_iterations to be an integer >= 0, got {self.scale_iterations!r}")
         set_("scale_iterations", int(self.scale_iterations))
         set_("remat", bool(self.remat))
@@ -199,14 +212,14 @@ class StyleConfig:
         if self.conv == "winograd" and self.precision != "float32":
             raise ValueError(f"conv='winograd' needs precision float32 (its transforms lose too much in "
                              f"{self.precision}); use conv='auto' or 'direct'")
-        if not _is_integer(self.seed):
-            raise ValueError(f"expected seed to be an integer, got {self.seed!r}")
+        if not is_integer(self.seed) or not -(2**63) <= int(self.seed) < 2**63:  # what jax.random.key takes
+            raise ValueError(f"expected seed to be a 64-bit integer, got {self.seed!r}")
         set_("seed", int(self.seed))
         if self.style_blend is not None:
             set_("style_blend", normalized_blend(self.style_blend))
         if self.preserve_colors is not None and self.preserve_colors not in COLOR_MODES:
             raise ValueError(f"expected preserve_colors in {COLOR_MODES} or None, got {self.preserve_colors!r}")
-        blend = float(self.init_noise_blend)
+        blend = _number(self.init_noise_blend, "init_noise_blend")
         if not 0.0 <= blend <= 1.0:
             raise ValueError(f"expected init_noise_blend in [0, 1], got {self.init_noise_blend!r}")
         set_("init_noise_blend", blend)

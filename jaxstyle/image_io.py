@@ -204,6 +204,20 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
+def resize_mask_to(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a mask float [H, W] or [H, W, 3] to ``height`` x ``width`` with a filter that cannot
+    overshoot (bilinear, widened when shrinking: a triangle filter, every weight >= 0), so a hard
+    edge between two grey levels only gets values between them. Lanczos rings there, and with three
+    or more styles the ringing lands on the grey of another style (:mod:`jaxstyle.masks`)."""
+    if mask.shape[:2] == (height, width):
+        return mask
+    planes = mask[..., None] if mask.ndim == 2 else mask
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], np.float32), mode="F")
+                           .resize((width, height), Image.BILINEAR)) for c in range(planes.shape[-1])]
+    out = np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+    return out[..., 0] if mask.ndim == 2 else out
+
+
 def check_output_path(path: str | os.PathLike) -> str:
     """The Pillow format for an output path; ImageError if the extension or folder is unusable."""
     path = storage.location(path)

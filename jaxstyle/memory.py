@@ -109,6 +109,38 @@ def check_fits(height: int, width: int, config: StyleConfig, what: str, device: 
     return need
 
 
+def check_fits_sharded(height: int, width: int, config: StyleConfig, what: str, grid: tuple[int, int],
+                       devices: list[jax.Device] | None = None) -> int:
+    """:func:`check_fits` for one image split into ``grid`` (rows, columns) tiles over ``devices``
+    (``--shard-image``); returns the estimate per device.
+
+    Each device holds the weights whole and its tile's share of the activations and image arrays,
+    so one device needs about :func:`estimate_bytes` of a tile. Devices with memories of their own
+    (GPUs, TPUs) are checked one by one against their own free memory; devices that share one
+    host's memory (XLA:CPU devices) need it all together, so their sum is checked against it."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    rows, columns = grid
+    if rows * columns != len(devices):
+        raise ValueError(f"expected a grid of {len(devices)} tiles (one per device), got {rows}x{columns}")
+    per_device = estimate_bytes(-(-height // rows), -(-width // columns), config)
+    split = f"a {width}x{height} run split into {rows}x{columns} tiles"
+    if all(d.platform == "cpu" for d in devices):
+        need = per_device * len(devices)
+        have, where = available_bytes(devices[0])
+        if need > have:
+            raise WontFitError(f"{what}: {split} over {len(devices)} CPU devices, which share this host's memory, "
+                               f"needs about {format_bytes(need)} but only {format_bytes(have)} of {where} is free; "
+                               f"try a smaller --size")
+        return per_device
+    for device in devices:
+        have, where = available_bytes(device)
+        if per_device > have:
+            raise WontFitError(f"{what}: {split} needs about {format_bytes(per_device)} per device but only "
+                               f"{format_bytes(have)} of {where} is free on {device}; try more devices or a "
+                               f"smaller --size" + ("" if config.remat else ", or --remat"))
+    return per_device
+
+
 # Most pairs a device optimises together under --batch-size auto on an accelerator. On an
 # H100 at 512 px pairs/s stopped growing at 4 (1.18x a loop; 8 and 16: 1.16x); smaller images
 # need bigger batches to fill the device (benchmarks/README.md, batch throughput).

@@ -207,12 +207,13 @@ class Progress:
     step: int
     total: int
     loss: float
-    _state: LoopState
+    _x: jax.Array  # a copy of the iterate: the loop state's own buffers are donated to the next chunk
     _finish: Callable[[np.ndarray], np.ndarray] | None = None
 
     def image(self) -> np.ndarray:
-        """The current image, float32 [H, W, 3] in [0, 1] (colours restored under ``preserve_colors``)."""
-        image = np.asarray(jnp.clip(self._state.x, 0.0, 1.0))
+        """The image at ``step``, float32 [H, W, 3] in [0, 1] (colours restored under
+        ``preserve_colors``); valid for as long as this object is kept, also after later chunks."""
+        image = np.asarray(jnp.clip(self._x, 0.0, 1.0))
         return image if self._finish is None else self._finish(image)
 
 
@@ -302,8 +303,14 @@ def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
 
 
 def resize_mask(mask: ArrayLike, shape: tuple[int, int]) -> jax.Array:
-    """:func:`resize` of a mask [H, W] in [0, 1]."""
-    return resize(jnp.asarray(mask)[..., None], shape)[..., 0]
+    """Resize a mask [H, W] in [0, 1] to ``shape`` with a filter that cannot overshoot (linear,
+    antialiased when shrinking: non-negative weights), so a hard edge between two grey levels
+    gets only values between them. Lanczos would ring there, and with three or more styles the
+    overshoot lands on another style's grey (a band of it along every edge)."""
+    mask = jnp.asarray(mask, jnp.float32)
+    if tuple(mask.shape) == tuple(shape):
+        return mask
+    return jnp.clip(jax.image.resize(mask, tuple(shape), "linear", antialias=True), 0.0, 1.0)
 
 
 def _scaled(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
@@ -450,12 +457,12 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
                 terms = evaluate(params, st.x, targets, weights, program=program)
                 term_history.append({"step": offset + done, **{k: float(v) for k, v in terms.items()}})
             if callback is not None:
-                callback(Progress(offset + done, total, float(last), st, finish))
+                callback(Progress(offset + done, total, float(last), jnp.copy(st.x), finish))
 
         state, history = drive(lambda st, n, targets=targets: run_chunk(params, st, targets, weights, n,
                                                                         program=program),
-                               state, iterations=iterations, chunk=program.chunk,
-                               on_chunk=on_chunk if callback is not None or track_terms else None)
+                               state, iterations=iterations, chunk=program.chunk, period=callback_every,
+                               offset=offset, on_chunk=on_chunk if callback is not None or track_terms else None)
         histories.append(history)
         failed = bool(state.nonfinite)
         x = state.last_finite if failed else state.x
@@ -473,19 +480,22 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
 
 
 def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], state: LoopState, *,
-          iterations: int, chunk: int,
+          iterations: int, chunk: int, period: int | None = None, offset: int = 0,
           on_chunk: Callable[[int, LoopState, np.ndarray], None] | None = None) -> tuple[LoopState, np.ndarray]:
-    """Run ``iterations`` steps as compiled chunks of ``chunk`` steps.
+    """Run ``iterations`` steps as compiled chunks of at most ``chunk`` steps.
 
     Works for one image (losses [n]) and for a vmapped batch (losses [B, n]). Returns the
     final state and the loss history [..., steps] (NaN after a member stopped on a non-finite
-    loss). ``on_chunk(steps_done, state, last_finite_losses)`` runs between chunks. Stops early
-    once every member has stopped.
+    loss). ``on_chunk(steps_done, state, last_finite_losses)`` runs after every chunk. Chunks
+    also end at every multiple of ``period`` (default ``chunk``) of the run's global step count,
+    ``offset + steps_done``, so that callbacks of a multi-stage run fall on the same global steps
+    whatever each stage's length (``--save-every``). Stops early once every member has stopped.
     """
+    period = chunk if period is None else max(1, int(period))
     history = []
     done = 0
     while done < iterations:
-        n = min(chunk, iterations - done)
+        n = min(chunk, iterations - done, period - (offset + done) % period)
         state, losses = run(state, jnp.int32(n))
         losses = np.asarray(losses)[..., :n]
         history.append(losses)

@@ -20,9 +20,11 @@ Here the transforms are written so that every pass is a dense matrix product XLA
 XLA:CPU than this: the separable passes did fewer operations but XLA fused them poorly.)
 Sizes that are not multiples of 4 are padded with zeros and cropped. Results match
 ``lax.conv_general_dilated`` to about 2e-5 relative in float32 (the transforms' coefficients
-reach 8 and 1/24); see ``tests/test_winograd.py``. Only the gradient with respect to the image
-is needed (the network is frozen), and it is the same kind of convolution, with the kernel
-flipped and its channels swapped: :func:`conv3x3_winograd` uses Winograd for both.
+reach 8 and 1/24); see ``tests/test_winograd.py``. Style transfer needs only the gradient with
+respect to the image, and it is the same kind of convolution, with the kernel flipped and its
+channels swapped: :func:`winograd_conv3x3` uses Winograd for both. The kernel gradient is exact
+too, computed in the Winograd domain (:func:`_kernel_cotangent`), and XLA drops it when only the
+image gradient is used.
 """
 
 from __future__ import annotations
@@ -95,21 +97,49 @@ def winograd_conv(x: jax.Array, transformed: jax.Array) -> jax.Array:
     return y[:, :h, :w]
 
 
+def _kernel_cotangent(x: jax.Array, g: jax.Array, transformed: jax.Array) -> jax.Array:
+    """The cotangent of ``transformed`` [36, I, O] in ``winograd_conv(x, transformed)`` for the output
+    cotangent g [B, H, W, O], computed in the Winograd domain: [36, I, O].
+
+    The forward pass is linear in the kernel: ``M[p] = V[p] U[p]`` for each of the 36 points p (V the
+    transformed input tiles [tiles, I], U the kernel [I, O]), then ``A^T (x) A^T`` [16, 36] maps M to
+    the 4x4 output tiles, interleaved and cropped. Transposed: the cotangent of M is ``(A^T (x) A^T)^T``
+    times g's non-overlapping 4x4 tiles (zero-padded where the forward cropped), and
+    ``dU[p] = V[p]^T dM[p]``: one batched product over the 36 points, as costly as the forward one."""
+    b, h, w, c = x.shape
+    out = g.shape[-1]
+    th, tw = -(-h // 4), -(-w // 4)
+    planes = jnp.tensordot(jnp.asarray(INPUT_TRANSFORM, x.dtype), _tiles(x, th, tw), 1).reshape(36, -1, c)
+    gp = jnp.pad(g, ((0, 0), (0, 4 * th - h), (0, 4 * tw - w), (0, 0)))
+    blocks = gp.reshape(b, th, 4, tw, 4, out).transpose(2, 4, 0, 1, 3, 5).reshape(16, -1)  # [16, tiles * O]
+    d_products = jnp.tensordot(jnp.asarray(OUTPUT_TRANSFORM.T, g.dtype), blocks, 1).reshape(36, -1, out)
+    d_kernel = jax.lax.dot_general(planes, d_products, (((1,), (1,)), ((0,), (0,))))  # [36, I, O]
+    return d_kernel.astype(transformed.dtype)
+
+
 @jax.custom_vjp
 def winograd_conv3x3(x: jax.Array, forward: jax.Array, backward: jax.Array) -> jax.Array:
     """3x3 SAME convolution of x [B, H, W, I] from the layer's :func:`transform_kernels`
     (``forward`` [36, I, O], ``backward`` [36, O, I]); the input gradient is the Winograd
-    convolution with ``backward``. The kernels get zero gradients (the network is frozen)."""
+    convolution with ``backward``.
+
+    Gradients are the true ones of ``winograd_conv(x, forward)``: ``forward`` gets the full kernel
+    cotangent (:func:`_kernel_cotangent`), and ``backward`` gets zero because the value does not
+    depend on it (it only serves to compute the input gradient). Both being transforms of the same
+    raw kernel, chaining through the linear :func:`transform_kernels` therefore gives exactly
+    ``lax.conv``'s kernel gradient."""
     return winograd_conv(x, forward)
 
 
 def _fwd(x, forward, backward):
-    return winograd_conv(x, forward), (forward, backward)
+    return winograd_conv(x, forward), (x, forward, backward)
 
 
 def _bwd(residuals, g):
-    forward, backward = residuals
-    return winograd_conv(g, backward), jnp.zeros_like(forward), jnp.zeros_like(backward)
+    # When only the image gradient is used (style transfer: the kernels are constants), XLA
+    # eliminates _kernel_cotangent as dead code, so that path costs what it did before.
+    x, forward, backward = residuals
+    return winograd_conv(g, backward), _kernel_cotangent(x, g, forward), jnp.zeros_like(backward)
 
 
 winograd_conv3x3.defvjp(_fwd, _bwd)

@@ -26,7 +26,7 @@ SPATIAL = textwrap.dedent("""
     tiles = []
     plain = stylize(content, style, config=config, vgg=vgg, callback_every=2)
     sharded = stylize(content, style, config=config, vgg=vgg, mesh=mesh, callback_every=2,
-                      callback=lambda p: tiles.append(len(p._state.x.addressable_shards)))
+                      callback=lambda p: tiles.append(len(p._x.addressable_shards)))
     assert tiles and all(t == 4 for t in tiles), tiles  # every stage's image lives in 4 tiles
     np.testing.assert_allclose(sharded.image, plain.image, atol=2e-4)
     np.testing.assert_allclose(sharded.loss_history, plain.loss_history, rtol=1e-4)
