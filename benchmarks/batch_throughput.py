@@ -25,8 +25,8 @@ import numpy as np
 from benchmarks.machine import machine_info
 from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
 from jaxstyle import StyleConfig, image_io, load_vgg19, stylize
-from jaxstyle.batch import stylize_batch
-from jaxstyle.sharding import batch_mesh
+from jaxstyle.engine.batch import stylize_batch
+from jaxstyle.engine.sharding import batch_mesh
 
 
 def _pairs(size: int, n: int):

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.machine import machine_info
-from jaxstyle.vgg import CONV_KERNEL_SHAPES, conv3x3, poolings_before
-from jaxstyle.winograd import transform_kernels, winograd_conv3x3
+from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, conv3x3, poolings_before
+from jaxstyle.model.winograd import transform_kernels, winograd_conv3x3
 
 
 def _fwd_and_input_grad(conv):

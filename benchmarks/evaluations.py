@@ -4,7 +4,7 @@
     python -m benchmarks.evaluations --random-weights ...
 
 For each optimizer it runs the style-transfer loop exactly as ``stylize`` (one pair at a
-time) and ``stylize_batch`` (all pairs in one program, the way :mod:`jaxstyle.batch` maps
+time) and ``stylize_batch`` (all pairs in one program, the way :mod:`jaxstyle.engine.batch` maps
 the optimizer) run it, with a probe on the loss that counts, at run time, every forward
 evaluation and every gradient (backward pass) the program executes, including work
 done and thrown away in branches that ``vmap`` turned into selects. It also walks the
@@ -88,7 +88,7 @@ def _problem(vgg, contents, styles, optimizer: str):
 
     from jaxstyle.config import StyleConfig
 
-    stylize = importlib.import_module("jaxstyle.stylize")
+    stylize = importlib.import_module("jaxstyle.engine.stylize")
     config = StyleConfig(optimizer=optimizer)
     program = stylize._Program.build(config, vgg, 1 << 20)
     weights = stylize.loss_weights(config)
@@ -99,8 +99,8 @@ def _problem(vgg, contents, styles, optimizer: str):
 
 def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
     """Forward/backward evaluations per pair-step, single and batched, and grouped convolutions."""
-    from jaxstyle.batch import map_over_pairs
-    from jaxstyle.optimize import init_loop, run_steps
+    from jaxstyle.engine.batch import map_over_pairs
+    from jaxstyle.optim.loop import init_loop, run_steps
 
     stylize, program, weights, targets = _problem(vgg, contents, styles, optimizer)
     opt = program.make_optimizer()

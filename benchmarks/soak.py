@@ -4,7 +4,7 @@
 
 Writes a few hundred small synthetic pairs to a temporary folder (content images in three
 aspect ratios, so three shape buckets; more distinct style images than the run caches, so the
-style caches must evict) and runs them through :func:`jaxstyle.batch_run.run_pairs` with random
+style caches must evict) and runs them through :func:`jaxstyle.jobs.batch.run_pairs` with random
 VGG-19 weights, the path `jaxstyle batch` takes. After every finished pair it records the
 process's resident memory (RSS, from /proc) and the number of XLA compilations so far
 (JAX's ``/jax/core/compile/backend_compile_duration`` events).
@@ -32,9 +32,9 @@ from PIL import Image
 from benchmarks.machine import machine_info
 from benchmarks.step_time import _random_vgg
 from jaxstyle import StyleConfig
-from jaxstyle.batch import bucket_shape
-from jaxstyle.batch_run import CACHED_STYLES, run_pairs
-from jaxstyle.manifest import Pair
+from jaxstyle.engine.batch import bucket_shape
+from jaxstyle.jobs.batch import CACHED_STYLES, run_pairs
+from jaxstyle.jobs.manifest import Pair
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 SHAPES = ((32, 64), (64, 32), (64, 64), (30, 60), (66, 36), (50, 52))  # six sizes, three buckets at 64 px

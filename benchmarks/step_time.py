@@ -29,9 +29,9 @@ import numpy as np
 
 from benchmarks.machine import machine_info
 from jaxstyle import StyleConfig, image_io, load_vgg19
-from jaxstyle.memory import available_bytes, compiled_bytes
-from jaxstyle.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
-from jaxstyle.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
+from jaxstyle.engine.memory import available_bytes, compiled_bytes
+from jaxstyle.engine.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
+from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
 
 # Two shallow layers: small programs for the benchmarks' quick checks and tests (--shallow, --quick).
 SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
@@ -49,8 +49,8 @@ def _images(size: int):
 
 
 def _random_vgg():
-    from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES
-    from jaxstyle.weights import VGGWeights
+    from jaxstyle.model.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES
+    from jaxstyle.weights.formats import VGGWeights
 
     rng = np.random.default_rng(0)
     layers = {n: ((rng.standard_normal(s, dtype=np.float32) * np.sqrt(2 / np.prod(s[:3]))).astype(np.float32),

@@ -14,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 
-from jaxstyle import fetch, image_io, memory, plot, storage, weights
 from jaxstyle.config import (
     COLOR_MODES,
     CONV_MODES,
@@ -26,8 +25,13 @@ from jaxstyle.config import (
     StyleConfig,
     optimizer_name,
 )
-from jaxstyle.optimize import optimizer_from_factory
-from jaxstyle.vgg import LAYER_NAMES, check_image_size
+from jaxstyle.engine import memory
+from jaxstyle.io import images as image_io
+from jaxstyle.io import plot, storage
+from jaxstyle.model.vgg import LAYER_NAMES, check_image_size
+from jaxstyle.optim.loop import optimizer_from_factory
+from jaxstyle.weights import fetch
+from jaxstyle.weights import formats as weights
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -149,7 +153,7 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                          "GPU/TPU: none)")
     st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
                     help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
-                         "returns an optax GradientTransformation or a jaxstyle.optimize.Optimizer")
+                         "returns an optax GradientTransformation or a jaxstyle.optim.loop.Optimizer")
     st.add_argument("--learning-rate", type=_finite_float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
     st.add_argument("--content-weight", type=_finite_float, default=StyleConfig.content_weight)
@@ -373,9 +377,9 @@ def _config(args) -> StyleConfig:
 def _batch(args) -> int:
     import jax
 
-    from jaxstyle import distributed, manifest
-    from jaxstyle.batch_run import merge_reports, run_pairs
-    from jaxstyle.sharding import batch_mesh
+    from jaxstyle.engine.sharding import batch_mesh
+    from jaxstyle.jobs import distributed, manifest
+    from jaxstyle.jobs.batch import merge_reports, run_pairs
 
     if args.plot:
         plot.require_matplotlib()
@@ -455,7 +459,7 @@ def _batch(args) -> int:
 
 
 def _plan(args) -> int:
-    from jaxstyle.stylize import stage_shapes
+    from jaxstyle.engine.stylize import stage_shapes
 
     config = _config(args)
     height, width = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
@@ -477,7 +481,7 @@ def _plan(args) -> int:
 
 
 def _stylize(args) -> int:
-    from jaxstyle.stylize import stylize
+    from jaxstyle.engine.stylize import stylize
 
     output = storage.location(args.output)
     image_io.check_output_path(output)
@@ -518,7 +522,7 @@ def _stylize(args) -> int:
     if args.shard_image:  # checked per tile: the split is what lets an image beyond one device's memory run
         import jax
 
-        from jaxstyle.sharding import spatial_grid
+        from jaxstyle.engine.sharding import spatial_grid
 
         grid = spatial_grid(*content_shape, len(jax.local_devices()))
         memory.check_fits_sharded(*content_shape, config, str(args.content), grid)
@@ -564,7 +568,7 @@ def _stylize(args) -> int:
     every = args.save_every or max(1, min(50, config.total_iterations // 20 or 1))
     mesh = None
     if grid is not None:
-        from jaxstyle.sharding import spatial_mesh
+        from jaxstyle.engine.sharding import spatial_mesh
 
         mesh = spatial_mesh(*content.shape[:2])
         _log(args, f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over "

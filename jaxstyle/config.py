@@ -7,7 +7,7 @@ import math
 import numbers
 from typing import Any
 
-from jaxstyle.vgg import canonical_layer
+from jaxstyle.model.vgg import canonical_layer
 
 OPTIMIZERS = ("lbfgs", "jaxopt-lbfgs", "adam")
 INITS = ("content", "noise", "style")
@@ -36,7 +36,7 @@ def _layers(names, what: str) -> tuple[str, ...]:
 def _is_optimizer_object(value) -> bool:
     import optax
 
-    from jaxstyle.optimize import Optimizer
+    from jaxstyle.optim.loop import Optimizer
 
     return isinstance(value, (Optimizer, optax.GradientTransformation))
 
@@ -102,7 +102,7 @@ def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Every option of :func:`jaxstyle.stylize`. Validated on construction.
+    """Every option of :func:`jaxstyle.engine.stylize`. Validated on construction.
 
     Objective (Gatys et al. 2016, eq. 7, plus total variation)::
 
@@ -121,11 +121,11 @@ class StyleConfig:
 
     Artist controls: ``style_blend`` weighs several style images (normalised to sum to 1;
     default equal): the style target of each layer is the blend of their Gram matrices.
-    ``preserve_colors`` is ``"luminance"`` or ``"histogram"`` (see :mod:`jaxstyle.color`).
+    ``preserve_colors`` is ``"luminance"`` or ``"histogram"`` (see :mod:`jaxstyle.objective.color`).
     ``init`` is ``"content"``, ``"noise"`` or ``"style"`` (the first style image, resized),
     and ``init_noise_blend`` mixes that start with uniform noise: ``(1 - a) init + a noise``.
     ``conv`` picks how the 3x3 convolutions are computed: ``"direct"`` (``lax.conv``),
-    ``"winograd"`` (Winograd F(4x4, 3x3) for every layer but conv1_1, :mod:`jaxstyle.winograd`), or
+    ``"winograd"`` (Winograd F(4x4, 3x3) for every layer but conv1_1, :mod:`jaxstyle.model.winograd`), or
     ``"auto"``: Winograd for the layers where it measured faster on this backend (on CPUs the
     layers with 256 or more input channels, conv3_2 onwards; on GPUs/TPUs none, their compilers
     pick their own algorithms). Values agree to ~2e-5 relative.
@@ -174,10 +174,10 @@ class StyleConfig:
         named = isinstance(self.optimizer, str)
         if named and self.optimizer not in OPTIMIZERS:
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
-                             f"jaxstyle.optimize.Optimizer, got {self.optimizer!r}")
+                             f"jaxstyle.optim.loop.Optimizer, got {self.optimizer!r}")
         if not named and not _is_optimizer_object(self.optimizer):
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
-                             f"jaxstyle.optimize.Optimizer, got {type(self.optimizer).__name__}")
+                             f"jaxstyle.optim.loop.Optimizer, got {type(self.optimizer).__name__}")
         if self.init not in INITS:
             raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
         if not is_integer(self.iterations) or self.iterations < 0:

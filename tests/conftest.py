@@ -12,8 +12,8 @@ import pytest
 # Each test compiles for itself (tests/test_cli.py checks the persistent cache on its own); subprocesses inherit it.
 os.environ.setdefault("JAXSTYLE_XLA_CACHE", "off")
 
-from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES  # noqa: E402
-from jaxstyle.weights import VGGWeights, write_converted
+from jaxstyle.model.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES  # noqa: E402
+from jaxstyle.weights.formats import VGGWeights, write_converted
 
 
 def random_layers(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:

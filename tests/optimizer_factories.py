@@ -2,7 +2,7 @@
 
 import optax
 
-from jaxstyle.optimize import Optimizer, adam
+from jaxstyle.optim.loop import Optimizer, adam
 
 
 def clipped_adam():

@@ -20,7 +20,7 @@ from PIL import Image
 
 from jaxstyle import StyleConfig
 from jaxstyle.cli import main
-from jaxstyle.image_io import ImageError, load_image
+from jaxstyle.io.images import ImageError, load_image
 from tests.conftest import smooth_image
 
 FAST = ["--size", "32", "--iterations", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jaxstyle import StyleConfig, stylize
-from jaxstyle.batch import bucket_shape, stylize_batch
-from jaxstyle.sharding import pad_batch, padded_size
+from jaxstyle.engine.batch import bucket_shape, stylize_batch
+from jaxstyle.engine.sharding import pad_batch, padded_size
 from tests.conftest import run_on_fake_cpu_devices, smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
@@ -68,11 +68,11 @@ SHARDED = textwrap.dedent("""
     import numpy as np, jax
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle import StyleConfig
-    from jaxstyle.batch import stylize_batch
-    from jaxstyle.sharding import batch_mesh
+    from jaxstyle.engine.batch import stylize_batch
+    from jaxstyle.engine.sharding import batch_mesh
     from tests.conftest import random_layers, smooth_image
-    from jaxstyle.vgg import CAFFE_PREPROCESSING
-    from jaxstyle.weights import VGGWeights
+    from jaxstyle.model.vgg import CAFFE_PREPROCESSING
+    from jaxstyle.weights.formats import VGGWeights
     layers = random_layers(0)
     k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
     vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()
@@ -96,7 +96,7 @@ def test_sharded_equals_unsharded_on_4_cpu_devices():
 
 
 def test_style_caches_keep_only_the_most_recently_used():
-    from jaxstyle.batch_run import LastUsed
+    from jaxstyle.jobs.batch import LastUsed
 
     cache = LastUsed(2)
     cache["a"], cache["b"] = 1, 2

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle.cli import main
-from jaxstyle.manifest import Pair, process_share, read_manifest
+from jaxstyle.jobs.manifest import Pair, process_share, read_manifest
 from tests.conftest import smooth_image
 
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",

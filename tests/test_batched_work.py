@@ -19,9 +19,9 @@ import pytest
 
 from benchmarks.evaluations import EvaluationCounter, grouped_convolutions
 from jaxstyle import StyleConfig
-from jaxstyle.batch import map_over_pairs
-from jaxstyle.optimize import init_loop, lbfgs, make_optimizer, run_steps
-from jaxstyle.vgg import conv3x3
+from jaxstyle.engine.batch import map_over_pairs
+from jaxstyle.model.vgg import conv3x3
+from jaxstyle.optim.loop import init_loop, lbfgs, make_optimizer, run_steps
 from tests.conftest import smooth_image
 
 OPTIMIZERS = ["lbfgs", "jaxopt-lbfgs", "adam"]
@@ -125,8 +125,8 @@ def test_old_vmapped_optax_lbfgs_is_caught():
 
 
 def test_real_batched_program_has_no_grouped_convolutions(random_vgg):
-    stylize = importlib.import_module("jaxstyle.stylize")
-    from jaxstyle.batch import _batched_advance, _batched_start
+    stylize = importlib.import_module("jaxstyle.engine.stylize")
+    from jaxstyle.engine.batch import _batched_advance, _batched_start
 
     for name in OPTIMIZERS:
         config = StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), optimizer=name)

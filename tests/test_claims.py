@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from jaxstyle.claims import BUSY, CLAIMED, Claims, claim_path
+from jaxstyle.jobs.claims import BUSY, CLAIMED, Claims, claim_path
 
 
 def test_second_run_finds_the_pair_busy_until_released(tmp_path):

@@ -9,18 +9,18 @@ import pytest
 from PIL import Image
 
 from jaxstyle import StyleConfig, color, stylize
-from jaxstyle.batch import stylize_batch
-from jaxstyle.image_io import load_image, save_image
-from jaxstyle.losses import (
+from jaxstyle.engine.batch import stylize_batch
+from jaxstyle.engine.stylize import _Program, initial_image, style_targets
+from jaxstyle.io.images import load_image, save_image
+from jaxstyle.model.vgg import extract_features
+from jaxstyle.objective.losses import (
     gram_matrix,
     masked_gram_matrix,
     masked_style_layer_loss,
     normalized_gradient,
     style_layer_loss,
 )
-from jaxstyle.masks import layer_masks, region_masks
-from jaxstyle.stylize import _Program, initial_image, style_targets
-from jaxstyle.vgg import extract_features
+from jaxstyle.objective.masks import layer_masks, region_masks
 from tests.conftest import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0)

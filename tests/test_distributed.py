@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jaxstyle.distributed import PeerFailure, PeerWatch
+from jaxstyle.jobs.distributed import PeerFailure, PeerWatch
 
 
 class Store:

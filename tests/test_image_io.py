@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle.files import atomic_write
-from jaxstyle.image_io import ImageError, load_image, resize_image, save_image
+from jaxstyle.io.files import atomic_write
+from jaxstyle.io.images import ImageError, load_image, resize_image, save_image
 
 
 def check_rgb(a: np.ndarray, shape):

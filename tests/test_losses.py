@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-from jaxstyle.losses import content_loss, gram_matrix, style_layer_loss, total_variation, weighted_style_loss
+from jaxstyle.objective.losses import content_loss, gram_matrix, style_layer_loss, total_variation, weighted_style_loss
 
 
 def test_gram_hand_computed():

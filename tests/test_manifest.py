@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxstyle.manifest import read_manifest
+from jaxstyle.jobs.manifest import read_manifest
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

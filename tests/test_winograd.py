@@ -7,8 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle.vgg import CONV_KERNEL_SHAPES, VGG19Features, conv3x3, with_winograd_kernels
-from jaxstyle.winograd import conv3x3_winograd, transform_kernel, transform_kernels, winograd_conv, winograd_conv3x3
+from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, VGG19Features, conv3x3, with_winograd_kernels
+from jaxstyle.model.winograd import (
+    conv3x3_winograd,
+    transform_kernel,
+    transform_kernels,
+    winograd_conv,
+    winograd_conv3x3,
+)
 
 
 def _direct64(x, k):

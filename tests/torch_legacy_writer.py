@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from jaxstyle.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL
+from jaxstyle.weights.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL
 
 _STORAGE_NAMES = {np.dtype(np.uint8): "ByteStorage", np.dtype(np.float32): "FloatStorage",
                   np.dtype(np.float64): "DoubleStorage", np.dtype(np.int64): "LongStorage"}

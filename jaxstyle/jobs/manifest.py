@@ -17,7 +17,7 @@ a shared place, so an ``output`` entry that is absolute, has a drive or URL sche
 (:attr:`Pair.error`); the other pairs run. Inputs may live anywhere the manifest names.
 
 The manifest, the folders, the images and the output folder may be URLs (``s3://``, ``gs://``,
-``http(s)://`` for reading, ``memory://``; :mod:`jaxstyle.storage`). Relative entries resolve
+``http(s)://`` for reading, ``memory://``; :mod:`jaxstyle.io.storage`). Relative entries resolve
 against the manifest's own folder or URL; an entry that is itself a URL stands for itself.
 
 CSV is read as spreadsheets (Excel, LibreOffice, Google Sheets, Numbers) save it, since that is where
@@ -38,10 +38,10 @@ import math
 import re
 from pathlib import Path, PureWindowsPath
 
-from jaxstyle import storage
 from jaxstyle.config import normalized_blend
-from jaxstyle.image_io import IMAGE_SUFFIXES
-from jaxstyle.storage import Location, Url
+from jaxstyle.io import storage
+from jaxstyle.io.images import IMAGE_SUFFIXES
+from jaxstyle.io.storage import Location, Url
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from jaxstyle.files import atomic_write as _atomic_write_file
+from jaxstyle.io.files import atomic_write as _atomic_write_file
 
 CLOUD_EXTRA = "pip install 'jaxstyle[cloud]'"
 READ_ONLY_PROTOCOLS = frozenset({"http", "https"})
@@ -80,7 +80,7 @@ class Url:
         return self.url
 
     def __fspath__(self):  # a URL must never be opened as a local file by accident
-        raise TypeError(f"{self.url} is a URL, not a local path: read it through jaxstyle.storage")
+        raise TypeError(f"{self.url} is a URL, not a local path: read it through jaxstyle.io.storage")
 
     @property
     def protocol(self) -> str:

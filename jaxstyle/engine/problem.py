@@ -5,9 +5,9 @@
     grad = jax.grad(problem.loss)(problem.x0)     # pure: jit, vmap, grad all apply
     picture = problem.image(x)                    # what the iterate x stands for
 
-``loss`` is the function :func:`jaxstyle.stylize` hands its optimizer (Gatys et al. 2016,
+``loss`` is the function :func:`jaxstyle.engine.stylize` hands its optimizer (Gatys et al. 2016,
 eq. 7, plus total variation and the penalty that keeps the image in [0, 1]; see
-:mod:`jaxstyle.stylize`), with the content and style targets computed once here. Several
+:mod:`jaxstyle.engine.stylize`), with the content and style targets computed once here. Several
 styles (blended or split by a content mask), style masks and colour modes work as in
 ``stylize``; coarse-to-fine ``scales`` are several problems in a row, so they are refused.
 """
@@ -24,7 +24,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.stylize import (
+from jaxstyle.engine.stylize import (
     _checked_inputs,
     _Program,
     _stage_targets,
@@ -33,7 +33,7 @@ from jaxstyle.stylize import (
     loss_weights,
     restore_colors,
 )
-from jaxstyle.vgg import VGG19, check_image_size
+from jaxstyle.model.vgg import VGG19, check_image_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, con
                   vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
                   content_mask: ArrayLike | None = None,
                   style_masks: list[ArrayLike | None] | None = None) -> StyleProblem:
-    """The objective :func:`jaxstyle.stylize` minimises for this pair, as a :class:`StyleProblem`.
+    """The objective :func:`jaxstyle.engine.stylize` minimises for this pair, as a :class:`StyleProblem`.
 
     Arguments as for ``stylize``: content float32 [H, W, 3] RGB in [0, 1]; style one such image
     (any size) or a list of them.
@@ -72,7 +72,7 @@ def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, con
         raise ValueError(f"expected a single-scale config for a problem, got scales {config.scales}: "
                          "each coarse-to-fine stage is a problem of its own")
     if vgg is None:
-        from jaxstyle.fetch import load_vgg19
+        from jaxstyle.weights.fetch import load_vgg19
 
         vgg = load_vgg19()
     original, content_opt, styles, style_masks, content_mask, blend = _checked_inputs(
@@ -82,8 +82,8 @@ def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, con
     for i, s in enumerate(styles):
         check_image_size(*s.shape[:2], config.style_layers, f"style image{f' {i + 1}' if i else ''}")
     if init_image is not None and config.preserve_colors == "luminance":
-        from jaxstyle import color
-        from jaxstyle.stylize import _check_image
+        from jaxstyle.engine.stylize import _check_image
+        from jaxstyle.objective import color
 
         init_image = color.grey(color.luminance(_check_image(init_image, "init image")))
     program = _Program.build(config, vgg, 1)

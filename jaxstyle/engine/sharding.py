@@ -54,7 +54,7 @@ def shard_batch(tree, mesh: Mesh):
     def put(leaf):
         if leaf.shape[0] % size:
             raise ValueError(f"expected a batch divisible by the {size} devices of the mesh, got {leaf.shape[0]} "
-                             f"(pad it with jaxstyle.sharding.pad_batch)")
+                             f"(pad it with jaxstyle.engine.sharding.pad_batch)")
         return jax.device_put(leaf, NamedSharding(mesh, PartitionSpec(axis)))
 
     return jax.tree.map(put, tree)

@@ -4,16 +4,16 @@
   interruption resumes where the last one stopped; outputs are written atomically, so an
   interrupted run leaves no partial file.
 * An unreadable image fails only its own pairs (path and reason in the report); the rest finish.
-* Pairs are grouped by :func:`jaxstyle.batch.bucket_shape` and run ``batch_size`` at a time;
+* Pairs are grouped by :func:`jaxstyle.engine.batch.bucket_shape` and run ``batch_size`` at a time;
   one program is compiled per bucket and reused. Each output is resized from its bucket
   shape back to its own aspect ratio (longer side ``size``).
 * Two runs on one output folder at once share the pairs through claim files
-  (:mod:`jaxstyle.claims`): no pair is computed twice unless its claim went stale, and each
+  (:mod:`jaxstyle.jobs.claims`): no pair is computed twice unless its claim went stale, and each
   run's report lists every pair once (``skipped``, "written by another run", for the others').
 * The report (``report.json``, or one per process in a multi-host run) is rewritten after
   every batch and on interruption: every pair with status done / skipped / failed / pending,
   the reason, final loss, steps and wall time (a batch's time divided among its pairs).
-* Inputs, outputs and the report may be URLs (:mod:`jaxstyle.storage`): an output object is
+* Inputs, outputs and the report may be URLs (:mod:`jaxstyle.io.storage`): an output object is
   uploaded whole once written, so the guarantees above hold on a bucket too, except that runs
   on one bucket prefix at once do not share claims (a pair may be computed by both; each
   output is still whole).
@@ -30,15 +30,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxstyle import storage
-from jaxstyle.batch import bucket_shape, stylize_batch
-from jaxstyle.claims import BUSY, Claims, NoClaims
 from jaxstyle.config import StyleConfig, optimizer_name
-from jaxstyle.image_io import OUTPUT_FORMATS, image_size, load_image, resize_mask_to, resize_to, save_image
-from jaxstyle.manifest import Pair, check_inside
-from jaxstyle.plot import plot_losses
-from jaxstyle.storage import Location
-from jaxstyle.vgg import VGG19
+from jaxstyle.engine.batch import bucket_shape, stylize_batch
+from jaxstyle.io import storage
+from jaxstyle.io.images import OUTPUT_FORMATS, image_size, load_image, resize_mask_to, resize_to, save_image
+from jaxstyle.io.plot import plot_losses
+from jaxstyle.io.storage import Location
+from jaxstyle.jobs.claims import BUSY, Claims, NoClaims
+from jaxstyle.jobs.manifest import Pair, check_inside
+from jaxstyle.model.vgg import VGG19
 
 STATUSES = ("done", "skipped", "failed", "pending")
 
@@ -95,7 +95,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
     With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``.
 
-    Each pair is claimed (:mod:`jaxstyle.claims`) before it is computed, so a second run on the
+    Each pair is claimed (:mod:`jaxstyle.jobs.claims`) before it is computed, so a second run on the
     same outputs at the same time takes other pairs; a pair whose claim another live run holds is
     retried every ``poll_seconds`` until that run writes it (reported ``skipped``) or its claim
     goes stale (``stale_claim_seconds`` without a refresh, or its process gone): then it is

@@ -8,7 +8,7 @@ become selects over operands broadcast to the batch (the network's weights inclu
 vmapped jaxopt step ran 5.3-5.6 forward and 4.3-4.6 backward passes per pair where one pair
 alone runs 2.75 and 1.75, as grouped convolutions (benchmarks/README.md, evaluations). The
 optimizer is therefore marked not vmappable: batches map it over their pairs one after the
-other (:func:`jaxstyle.batch.map_over_pairs`).
+other (:func:`jaxstyle.engine.batch.map_over_pairs`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.optimize import LossFn, Optimizer
+from jaxstyle.optim.loop import LossFn, Optimizer
 
 
 def jaxopt_lbfgs(*, memory: int) -> Optimizer:

@@ -3,7 +3,7 @@
 Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition" (2014), configuration E, convolutional part only: 16 3x3 convs
 with ReLU, 5 poolings. No I/O happens here; weights come in as a parameter
-pytree (see :mod:`jaxstyle.weights`).
+pytree (see :mod:`jaxstyle.weights.formats`).
 
 Layer names follow Gatys et al.: ``conv1_1, relu1_1, conv1_2, relu1_2, pool1,
 conv2_1, ... pool5``. Keras names are accepted as aliases: ``block4_conv2`` is
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxstyle.winograd import transform_kernels, winograd_conv3x3
+from jaxstyle.model.winograd import transform_kernels, winograd_conv3x3
 
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)
@@ -184,7 +184,7 @@ def pool2x2(x: jax.Array, mode: str) -> jax.Array:
 
 class Conv3x3(nn.Module):
     """3x3 SAME convolution with bias; parameters ``kernel`` [3, 3, I, O] and ``bias`` [O].
-    ``winograd``: computed by Winograd F(4x4, 3x3) (:mod:`jaxstyle.winograd`), same values,
+    ``winograd``: computed by Winograd F(4x4, 3x3) (:mod:`jaxstyle.model.winograd`), same values,
     from the extra parameters ``winograd_forward`` [36, I, O] and ``winograd_backward`` [36, O, I]
     that :func:`with_winograd_kernels` adds (transformed once, outside the optimisation loop)."""
 
@@ -215,7 +215,7 @@ class VGG19Features(nn.Module):
         the backward pass but recomputed from the block's input, trading about one more
         forward pass for memory. Values and gradients are unchanged.
       winograd_layers: conv layers computed by Winograd F(4x4, 3x3) instead of the direct
-        convolution (:mod:`jaxstyle.winograd`; same values to ~2e-5 relative).
+        convolution (:mod:`jaxstyle.model.winograd`; same values to ~2e-5 relative).
 
     Call with preprocessed input float [B, H, W, 3]; returns {name: [B, h, w, C]}.
     """

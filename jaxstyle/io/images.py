@@ -14,7 +14,7 @@ extension, to a temporary file beside the target that is renamed over it only on
 complete (no half-written output on interruption), or as one whole upload to a bucket.
 
 Every path may also be a URL (``s3://``, ``gs://``, ``http(s)://`` for reading, ``memory://``):
-the bytes go through :mod:`jaxstyle.storage`, the decoding and encoding stay here.
+the bytes go through :mod:`jaxstyle.io.storage`, the decoding and encoding stay here.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxstyle import storage
-from jaxstyle.storage import Location, Url
+from jaxstyle.io import storage
+from jaxstyle.io.storage import Location, Url
 
 MAX_PIXELS = 100_000_000
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -208,7 +208,7 @@ def resize_mask_to(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize a mask float [H, W] or [H, W, 3] to ``height`` x ``width`` with a filter that cannot
     overshoot (bilinear, widened when shrinking: a triangle filter, every weight >= 0), so a hard
     edge between two grey levels only gets values between them. Lanczos rings there, and with three
-    or more styles the ringing lands on the grey of another style (:mod:`jaxstyle.masks`)."""
+    or more styles the ringing lands on the grey of another style (:mod:`jaxstyle.objective.masks`)."""
     if mask.shape[:2] == (height, width):
         return mask
     planes = mask[..., None] if mask.ndim == 2 else mask

@@ -2,7 +2,7 @@
 
 One compiled program optimises B images together, each with its own content target,
 style Gram targets, loss weights, seed and optimizer state; each gets its own result and
-loss history. Because it is ``jax.vmap`` of exactly the functions :func:`jaxstyle.stylize`
+loss history. Because it is ``jax.vmap`` of exactly the functions :func:`jaxstyle.engine.stylize`
 uses, the images equal B separate ``stylize`` calls up to float rounding (tested).
 
 Contents in one batch share a shape (see :func:`bucket_shape`); style images may have any
@@ -10,7 +10,7 @@ size, since only their Gram matrices ([C, C], size-independent) enter the loss. 
 targets are computed once per distinct style image.
 
 With a ``mesh`` the batch axis is sharded over the mesh's ``"batch"`` axis
-(:mod:`jaxstyle.sharding`); the batch is padded to a multiple of the device count by
+(:mod:`jaxstyle.engine.sharding`); the batch is padded to a multiple of the device count by
 repeating its last pair, and the padding is dropped from the results.
 """
 
@@ -27,12 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxstyle import color
 from jaxstyle.config import StyleConfig, blend_weights, is_integer
-from jaxstyle.masks import layer_masks, region_masks
-from jaxstyle.optimize import Optimizer
-from jaxstyle.sharding import pad_batch, replicate, shard_batch
-from jaxstyle.stylize import (
+from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
+from jaxstyle.engine.stylize import (
     StyleResult,
     _check_image,
     _check_mask,
@@ -51,7 +48,10 @@ from jaxstyle.stylize import (
     start_state,
     style_targets,
 )
-from jaxstyle.vgg import VGG19, check_image_size
+from jaxstyle.model.vgg import VGG19, check_image_size
+from jaxstyle.objective import color
+from jaxstyle.objective.masks import layer_masks, region_masks
+from jaxstyle.optim.loop import Optimizer
 
 
 def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tuple[int, int]:
@@ -150,16 +150,16 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     shard the batch axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
     (``seconds`` is the whole batch's wall time).
 
-    With ``config.scales`` the batch runs coarse-to-fine as :func:`jaxstyle.stylize` does, every
+    With ``config.scales`` the batch runs coarse-to-fine as :func:`jaxstyle.engine.stylize` does, every
     pair through the same stages (one shape per stage, so one program per stage shape).
 
     content_masks: one grey mask [H, W] per pair (the contents' shape) giving each region its
-    own style image (:mod:`jaxstyle.masks`); every pair then has the same number (>= 2) of
+    own style image (:mod:`jaxstyle.objective.masks`); every pair then has the same number (>= 2) of
     style images. style_masks: per pair, one mask (or None) per style image, in that image's
     shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
     """
     if vgg is None:
-        from jaxstyle.fetch import load_vgg19
+        from jaxstyle.weights.fetch import load_vgg19
 
         vgg = load_vgg19()
     contents = np.asarray(contents, np.float32)

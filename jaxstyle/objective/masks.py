@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.vgg import pool2x2, poolings_before
+from jaxstyle.model.vgg import pool2x2, poolings_before
 
 
 def region_masks(grey: np.ndarray, regions: int) -> np.ndarray:
