@@ -84,31 +84,33 @@ def grouped_convolutions(compiled_hlo: str) -> int:
 
 
 def _problem(vgg, contents, styles, optimizer: str):
-    import importlib
-
     from jaxstyle.config import StyleConfig
+    from jaxstyle.engine.program import Program
+    from jaxstyle.objective.targets import compute_targets
+    from jaxstyle.objective.terms import loss_weights
 
-    stylize = importlib.import_module("jaxstyle.engine.stylize")
     config = StyleConfig(optimizer=optimizer)
-    program = stylize._Program.build(config, vgg, 1 << 20)
-    weights = stylize.loss_weights(config)
-    targets = [stylize.compute_targets(program.params(vgg), jnp.asarray(c), jnp.asarray(s), program=program)
+    program = Program.build(config, vgg, 1 << 20)
+    weights = loss_weights(config)
+    params = program.objective.params(vgg)
+    targets = [compute_targets(params, jnp.asarray(c), jnp.asarray(s), objective=program.objective)
                for c, s in zip(contents, styles)]
-    return stylize, program, weights, targets
+    return program, weights, targets
 
 
 def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
     """Forward/backward evaluations per pair-step, single and batched, and grouped convolutions."""
     from jaxstyle.engine.batch import map_over_pairs
+    from jaxstyle.objective.terms import loss_terms
     from jaxstyle.optim.loop import init_loop, run_steps
 
-    stylize, program, weights, targets = _problem(vgg, contents, styles, optimizer)
+    program, weights, targets = _problem(vgg, contents, styles, optimizer)
     opt = program.make_optimizer()
     counter = EvaluationCounter()
-    params = program.params(vgg)
+    params = program.objective.params(vgg)
 
     def loss(targets, weights):
-        return counter.wrap(lambda x: stylize.loss_terms(params, x, targets, weights, program)["total"])
+        return counter.wrap(lambda x: loss_terms(params, x, targets, weights, program.objective)["total"])
 
     def start(x0, targets, weights):
         return init_loop(opt, loss(targets, weights), x0)

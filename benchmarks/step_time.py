@@ -30,8 +30,11 @@ import numpy as np
 from benchmarks.machine import machine_info
 from jaxstyle import StyleConfig, image_io, load_vgg19
 from jaxstyle.engine.memory import available_bytes, compiled_bytes
-from jaxstyle.engine.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
+from jaxstyle.engine.program import Program
+from jaxstyle.engine.run import init_state, run_chunk
 from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
+from jaxstyle.objective.targets import compute_targets
+from jaxstyle.objective.terms import loss_weights
 
 # Two shallow layers: small programs for the benchmarks' quick checks and tests (--shallow, --quick).
 SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
@@ -114,10 +117,10 @@ def time_steps(vgg, size: int, optimizer: str, steps: int, repeats: int, precisi
     """``options``: other StyleConfig fields (e.g. shallower layers for quick checks)."""
     content, style = _images(size)
     config = StyleConfig(optimizer=optimizer, iterations=steps, precision=precision, remat=remat, **options)
-    program = _Program.build(config, vgg, steps)
-    params = program.params(vgg)
+    program = Program.build(config, vgg, steps)
+    params = program.objective.params(vgg)
     weights = loss_weights(config)
-    targets = compute_targets(params, content, style, program=program)
+    targets = compute_targets(params, content, style, objective=program.objective)
     state = init_state(params, jnp.asarray(content), targets, weights, program=program)
     jax.block_until_ready(state)
     start = time.perf_counter()

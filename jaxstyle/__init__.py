@@ -1,16 +1,17 @@
 """jaxstyle: neural style transfer (Gatys et al.) in JAX. Public API re-exports only."""
 
+from jaxstyle.api import style_problem, stylize, stylize_batch
 from jaxstyle.config import StyleConfig
-from jaxstyle.engine.batch import stylize_batch
-from jaxstyle.engine.problem import StyleProblem, style_problem
-from jaxstyle.engine.stylize import Progress, StyleResult, stylize
+from jaxstyle.engine.batch import BatchProgress
+from jaxstyle.engine.problem import StyleProblem
+from jaxstyle.engine.run import Progress, StyleResult
 from jaxstyle.io.images import load_image, save_image
 from jaxstyle.model.vgg import LAYER_NAMES, VGG19, VGG19Features
-from jaxstyle.optim.loop import Optimizer
+from jaxstyle.optim import Optimizer
 from jaxstyle.weights.fetch import fetch_weights, load_vgg19
 from jaxstyle.weights.formats import VGGWeights, read_weights
 
-__all__ = ["LAYER_NAMES", "VGG19", "VGG19Features", "VGGWeights", "Optimizer", "Progress", "StyleConfig",
-           "StyleProblem", "StyleResult", "fetch_weights", "load_image", "load_vgg19", "read_weights", "save_image",
-           "style_problem", "stylize", "stylize_batch"]
+__all__ = ["BatchProgress", "LAYER_NAMES", "VGG19", "VGG19Features", "VGGWeights", "Optimizer", "Progress",
+           "StyleConfig", "StyleProblem", "StyleResult", "fetch_weights", "load_image", "load_vgg19", "read_weights",
+           "save_image", "style_problem", "stylize", "stylize_batch"]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Command line: argv -> config -> library -> exit code.
+"""Command line: argv -> config -> job (:mod:`jaxstyle.jobs`) -> exit code; nothing else.
 
 Exit status 0 on success, 2 on bad input (one line on stderr, no traceback),
 130 when interrupted.
@@ -23,18 +23,18 @@ from jaxstyle.config import (
     OPTIMIZERS,
     PRECISIONS,
     StyleConfig,
-    optimizer_name,
 )
-from jaxstyle.engine import memory
-from jaxstyle.io import images as image_io
-from jaxstyle.io import plot, storage
-from jaxstyle.model.vgg import LAYER_NAMES, check_image_size
-from jaxstyle.optim.loop import optimizer_from_factory
+from jaxstyle.examples import CONTENT, STYLE, example_path
+from jaxstyle.io import storage
+from jaxstyle.jobs.batch import EXIT_FAILED as EXIT_USAGE
+from jaxstyle.jobs.batch import EXIT_INTERRUPTED, BatchJob, run_batch_job
+from jaxstyle.jobs.network import load_network
+from jaxstyle.jobs.plan import plan_run
+from jaxstyle.jobs.single import SingleJob, refuse_overwrite, run_single
+from jaxstyle.model.vgg import LAYER_NAMES
+from jaxstyle.optim import optimizer_from_factory
 from jaxstyle.weights import fetch
 from jaxstyle.weights import formats as weights
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class _ListLayers(argparse.Action):
@@ -153,7 +153,7 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                          "GPU/TPU: none)")
     st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
                     help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
-                         "returns an optax GradientTransformation or a jaxstyle.optim.loop.Optimizer")
+                         "returns an optax GradientTransformation or a jaxstyle.Optimizer")
     st.add_argument("--learning-rate", type=_finite_float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
     st.add_argument("--content-weight", type=_finite_float, default=StyleConfig.content_weight)
@@ -292,11 +292,6 @@ def _log(args, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _refuse_overwrite(path: storage.Location, overwrite: bool) -> None:
-    if not overwrite and storage.exists(path):
-        raise ValueError(f"{path}: already exists (pass --overwrite to replace it)")
-
-
 XLA_CACHE_MAX_BYTES = 1 << 30
 
 
@@ -314,13 +309,6 @@ def _keep_compiled_programs() -> None:
     jax.config.update("jax_compilation_cache_dir", setting or str(fetch.cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # not the many tiny programs
     jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
-
-
-def _load_vgg(args):
-    path = args.weights or os.environ.get("JAXSTYLE_WEIGHTS")
-    if path is None and not fetch.cached_weights_path().exists():
-        fetch.fetch_weights(log=lambda m: print(f"jaxstyle: {m}", file=sys.stderr, flush=True))
-    return fetch.load_vgg19(path, pooling=args.pooling, preprocessing=args.preprocessing)
 
 
 DEFAULT_SIZE = 512
@@ -374,48 +362,33 @@ def _config(args) -> StyleConfig:
         init_noise_blend=getattr(args, "init_noise_blend", 0.0), normalize_gradients=args.normalize_gradients)
 
 
+def _notify(message: str) -> None:
+    """What is said even under --quiet (the weights fetched, a partial result saved)."""
+    print(f"jaxstyle: {message}", file=sys.stderr, flush=True)
+
+
+def _network_path(args) -> str | None:
+    return args.weights or os.environ.get("JAXSTYLE_WEIGHTS") or None
+
+
 def _batch(args) -> int:
-    import jax
-
-    from jaxstyle.engine.sharding import batch_mesh
-    from jaxstyle.jobs import distributed, manifest
-    from jaxstyle.jobs.batch import merge_reports, run_pairs
-
-    if args.plot:
-        plot.require_matplotlib()
     _keep_compiled_programs()
-    if bool(args.manifest) == bool(args.contents or args.styles):
-        raise ValueError("give either a MANIFEST or --contents DIR --styles DIR")
-    if not args.manifest and not (args.contents and args.styles):
-        raise ValueError("--contents and --styles go together")
-    out_dir = storage.location(args.out_dir)
-    if isinstance(out_dir, storage.Url):
-        storage.check_writable_folder(out_dir, "--out-dir")  # now, not after the first batch
-    pairs = (manifest.read_manifest(args.manifest, out_dir) if args.manifest
-             else manifest.cross_product(args.contents, args.styles, out_dir))
-    config = _config(args)
-    index, count = 0, 1
-    if args.distributed:
-        index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    share = manifest.process_share(pairs, index, count)
-    storage.make_folder(out_dir)
-    report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
-    vgg = _load_vgg(args)
-    mesh = batch_mesh() if len(jax.local_devices()) > 1 else None
-    batch_size, why = args.batch_size, "given"
-    if batch_size == "auto":  # a square bucket is the largest
-        batch_size, why = memory.auto_batch_size(args.size, args.size, config)
-    per_device = -(-min(batch_size, max(len(share), 1)) // len(jax.local_devices()))
-    memory.check_fits(args.size, args.size, config, "batch", batch=per_device)  # a square bucket is the largest
-    _log(args, f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {batch_size} ({why}), "
-               f"{len(jax.local_devices())} local device(s)")
+    job = BatchJob(out_dir=args.out_dir, manifest=args.manifest, contents=args.contents, styles=args.styles,
+                   config=_config(args), size=args.size, style_size=_style_size(args), batch_size=args.batch_size,
+                   overwrite=args.overwrite, plot=args.plot, claim_timeout=args.claim_timeout,
+                   distributed=args.distributed, coordinator=args.coordinator, num_processes=args.num_processes,
+                   process_id=args.process_id, weights=_network_path(args), preprocessing=args.preprocessing,
+                   pooling=args.pooling)
     bar = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(share), unit="pair", dynamic_ncols=True, file=sys.stderr)
+    def on_share(pairs: int) -> None:
+        nonlocal bar
+        if not args.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
 
-    def on_pair(record):
+            bar = tqdm(total=pairs, unit="pair", dynamic_ncols=True, file=sys.stderr)
+
+    def on_pair(record: dict) -> None:
         if bar is not None:
             bar.update(1)
         elif record["status"] != "skipped" or record["reason"] != "output exists":  # resumed pairs go unsaid
@@ -423,193 +396,65 @@ def _batch(args) -> int:
                        + (f" ({record['reason']})" if record["reason"] else ""))
         _stop_if_interrupted()  # after reporting the pair: it is finished
 
-    watch = None
-    if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)
-        watch = distributed.PeerWatch(index, count, on_failure=distributed.interrupt_main_then_exit)
     try:
-        report = run_pairs(share, config=config, vgg=vgg, size=args.size, batch_size=batch_size,
-                           style_size=_style_size(args),
-                           report_path=report_path, overwrite=args.overwrite, mesh=mesh, on_pair=on_pair,
-                           report_extra={"process": index, "process_count": count}, plot=args.plot,
-                           stale_claim_seconds=args.claim_timeout)
-        if watch is not None:
-            watch.finish()
-    except (KeyboardInterrupt, Exception) as exc:
-        if watch is None:
-            raise
-        # Leave at once: a normal exit would sit in JAX's shutdown barrier until the heartbeat timeout.
-        failure = watch.failure
-        watch.leave("interrupted" if isinstance(exc, KeyboardInterrupt) and failure is None else "failed")
-        if failure is not None:
-            distributed.abandon(f"{failure}; stopped process {index + 1} of {count} too. Finished outputs are "
-                                f"kept; run the same command again to resume", 1)
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc).splitlines() or [""])[0]
-        distributed.abandon(f"process {index + 1} of {count}: {reason}",
-                            EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_USAGE)
+        report = run_batch_job(job, on_pair=on_pair, on_share=on_share, log=lambda m: _log(args, m), notify=_notify)
     finally:
         if bar is not None:
             bar.close()
-    if count > 1 and index == 0:
-        paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
-        report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
-    summary = report["summary"]
-    _log(args, f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
-               f"of {summary['total']}; report: {out_dir / 'report.json'}")
-    return 0 if summary["failed"] == 0 else 1
+    return 0 if report["summary"]["failed"] == 0 else 1
 
 
 def _plan(args) -> int:
-    from jaxstyle.engine.stylize import stage_shapes
-
     config = _config(args)
-    height, width = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
-    shapes = stage_shapes(height, width, config.scales)
-    steps = [config.scale_iterations] * (len(shapes) - 1) + [config.iterations]
-    print(f"output: {width}x{height} px; stages: " + ", ".join(f"{w}x{h} ({n} steps)" for (h, w), n in
-                                                             zip(shapes, steps)))
-    need = memory.estimate_bytes(height, width, config)
-    have, where = memory.available_bytes()
-    print(f"memory estimate: {memory.format_bytes(need)} (largest stage, {optimizer_name(config.optimizer)}, "
-          f"{config.precision}"
-          f"{', remat' if config.remat else ''})")
-    if args.compile:
-        compiled = memory.compiled_bytes(_load_vgg(args), height, width, config)
-        print("XLA's analysis of the compiled loop: " + (memory.format_bytes(compiled) if compiled else "n/a"))
-    print(f"{where}: {memory.format_bytes(have)} -> " + ("fits" if need <= have else "does NOT fit; try a "
-          "smaller --size" + ("" if config.remat else " or --remat")))
-    return 0 if need <= have else 1
+    plan = plan_run(args.content, config, args.size, compile_with=(
+        (lambda: load_network(_network_path(args), pooling=args.pooling, preprocessing=args.preprocessing,
+                              log=_notify)) if args.compile else None))
+    for line in plan.lines:
+        print(line)
+    return 0 if plan.fits else 1
 
 
 def _stylize(args) -> int:
-    from jaxstyle.engine.stylize import stylize
-
-    output = storage.location(args.output)
-    image_io.check_output_path(output)
-    _refuse_overwrite(output, args.overwrite)
-    style_masks = list(args.style_masks) if args.style_masks else None
-    if style_masks is not None and len(style_masks) != len(args.style):
-        raise ValueError(f"--style-masks: expected {len(args.style)} masks (one per style image), "
-                         f"got {len(style_masks)}")
-    if args.content_mask and len(args.style) < 2:
-        raise ValueError("--content-mask splits the image between styles: give at least two style images")
-    inputs = [args.content, *args.style, *(style_masks or []), *([args.content_mask] if args.content_mask else []),
-              *([args.init] if args.init not in INITS else [])]
-    plot_path = storage.location(args.plot) if args.plot else None
-    for target in (output, plot_path):
-        for src in map(storage.location, inputs):
-            if target is not None and storage.same_file(target, src):
-                raise ValueError(f"{target}: output would overwrite input {src}")
-    if plot_path is not None:
-        plot.require_matplotlib()
-        if plot_path.suffix.lower() != ".png":
-            raise ValueError(f"{args.plot}: --plot writes a .png")
-        _refuse_overwrite(plot_path, args.overwrite)
-    steps_dir = output.with_name(f"{output.stem}_steps")
-    if (args.save_every and not args.overwrite and storage.is_folder(steps_dir)
-            and storage.list_files(steps_dir)):
-        raise ValueError(f"{steps_dir}: exists and is not empty (pass --overwrite to reuse it)")
     config = _config(args)
-    config.blend_weights(len(args.style))  # one weight per style image, or say so now
+    job = SingleJob(content=args.content, styles=tuple(args.style), output=args.output, config=config, size=args.size,
+                    style_size=_style_size(args), content_mask=args.content_mask,
+                    style_masks=tuple(args.style_masks) if args.style_masks else None,
+                    init_image=None if args.init in INITS else args.init, plot=args.plot, save_every=args.save_every,
+                    overwrite=args.overwrite, shard_image=args.shard_image,
+                    save_on_interrupt=not args.no_save_on_interrupt, weights=_network_path(args),
+                    preprocessing=args.preprocessing, pooling=args.pooling)
     _keep_compiled_programs()
-    # from the headers, before any pixel is decoded or resized
-    content_shape = image_io.fitted_shape(*image_io.image_size(args.content), args.size)
-    check_image_size(*content_shape, config.all_layers, f"{args.content}: content image")
-    style_size = _style_size(args)
-    for path in args.style:
-        check_image_size(*image_io.fitted_shape(*image_io.image_size(path), style_size), config.style_layers,
-                         f"{path}: style image")
-    grid = None
-    if args.shard_image:  # checked per tile: the split is what lets an image beyond one device's memory run
-        import jax
-
-        from jaxstyle.engine.sharding import spatial_grid
-
-        grid = spatial_grid(*content_shape, len(jax.local_devices()))
-        memory.check_fits_sharded(*content_shape, config, str(args.content), grid)
-    else:
-        memory.check_fits(*content_shape, config, str(args.content))
-    content = image_io.load_image(args.content, max_size=args.size)
-    styles = [image_io.load_image(path, max_size=style_size) for path in args.style]
-    content_mask = None
-    if args.content_mask:
-        content_mask = image_io.resize_mask_to(image_io.load_image(args.content_mask), *content.shape[:2])
-    masks = None
-    if style_masks:
-        masks = [image_io.resize_mask_to(image_io.load_image(path), *style.shape[:2])
-                 for path, style in zip(style_masks, styles)]
-    init_image = None
-    if args.init not in INITS:
-        init_image = image_io.resize_to(image_io.load_image(args.init), *content.shape[:2])
-    vgg = _load_vgg(args)
-    if args.save_every:
-        storage.make_folder(steps_dir)
-
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=config.total_iterations, unit="step", dynamic_ncols=True, file=sys.stderr)
 
-    latest = {}
-
-    def on_progress(progress):
-        latest.update(step=progress.step, image=progress.image())
-        _stop_if_interrupted()  # after keeping the image: it is saved as the partial result
+    def on_progress(progress) -> None:
+        _stop_if_interrupted()  # the job has kept the image: it is saved as the partial result
         if bar is not None:
             bar.update(progress.step - bar.n)
             bar.set_postfix(loss=f"{progress.loss:.4g}")
         else:
             _log(args, f"step {progress.step}/{progress.total} loss {progress.loss:.6g}")
-        if args.save_every and progress.step % args.save_every == 0:  # global steps, over all stages
-            # a coarse stage's image at the output's size, so that the saved steps make one sequence
-            image_io.save_image(steps_dir / f"step_{progress.step:05d}.png",
-                                image_io.resize_to(latest["image"], *content.shape[:2]))
 
-    every = args.save_every or max(1, min(50, config.total_iterations // 20 or 1))
-    mesh = None
-    if grid is not None:
-        from jaxstyle.engine.sharding import spatial_mesh
-
-        mesh = spatial_mesh(*content.shape[:2])
-        _log(args, f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over "
-                   f"{len(jax.local_devices())} device(s)")
-    try:
-        result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image,
-                         callback=on_progress, callback_every=every, mesh=mesh, content_mask=content_mask,
-                         style_masks=masks, track_terms=bool(args.plot))
-    except KeyboardInterrupt:
+    def notify(message: str) -> None:
+        nonlocal bar
         if bar is not None:
             bar.close()
             bar = None
-        if latest and not args.no_save_on_interrupt:
-            image = latest["image"]
-            if image.shape != content.shape:  # interrupted at a coarse stage
-                image = image_io.resize_to(image, *content.shape[:2])
-            image_io.save_image(output, image)
-            print(f"jaxstyle: interrupted at step {latest['step']}/{config.total_iterations}: saved the partial "
-                  f"result to {output}", file=sys.stderr, flush=True)
-        raise
+        _notify(message)
+
+    try:
+        run_single(job, on_progress=on_progress, notify=notify, log=lambda m: _log(args, m))
     finally:
         if bar is not None:
             bar.close()
-    image_io.save_image(output, result.image)
-    if args.plot:
-        names = ", ".join(storage.location(p).name for p in args.style)
-        plot.plot_losses(plot_path, result.loss_history, result.term_history,
-                         title=f"{storage.location(args.content).name} in the style of {names}")
-    h, w = result.image.shape[:2]
-    if result.status != "done":
-        _log(args, f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; "
-                   f"saved the last finite image")
-    _log(args, f"wrote {output} ({w}x{h}, {result.steps} steps, {result.seconds:.1f} s, "
-               f"loss {result.losses['total']:.6g})")
     return 0
 
 
 def _demo(args) -> int:
     """`stylize` of the example images installed with the package (:mod:`jaxstyle.examples`)."""
-    from jaxstyle.examples import CONTENT, STYLE, example_path
-
     args.content, args.style = str(example_path(CONTENT)), [str(example_path(STYLE))]
     return _stylize(args)
 
@@ -627,7 +472,7 @@ def _weights(args) -> int:
         dst = Path(args.dst)
         if dst.suffix != ".npz":
             raise ValueError(f"{dst}: expected a .npz output path")
-        _refuse_overwrite(dst, args.overwrite)
+        refuse_overwrite(dst, args.overwrite)
         converted = fetch.read_weights_at(args.src, preprocessing=args.preprocessing)
         weights.write_converted(converted, dst)
         print(f"converted {args.src} ({converted.source}) to {dst}")

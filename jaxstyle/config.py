@@ -34,11 +34,10 @@ def _layers(names, what: str) -> tuple[str, ...]:
 
 
 def _is_optimizer_object(value) -> bool:
-    import optax
-
-    from jaxstyle.optim.loop import Optimizer
-
-    return isinstance(value, (Optimizer, optax.GradientTransformation))
+    """An optax GradientTransformation (``init``, ``update``) or a jaxstyle Optimizer (``init``,
+    ``step``), told by their functions: the config sits below the optimizers and imports none."""
+    return callable(getattr(value, "init", None)) and (callable(getattr(value, "update", None))
+                                                       or callable(getattr(value, "step", None)))
 
 
 def optimizer_name(optimizer) -> str:
@@ -174,10 +173,10 @@ class StyleConfig:
         named = isinstance(self.optimizer, str)
         if named and self.optimizer not in OPTIMIZERS:
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
-                             f"jaxstyle.optim.loop.Optimizer, got {self.optimizer!r}")
+                             f"jaxstyle.Optimizer, got {self.optimizer!r}")
         if not named and not _is_optimizer_object(self.optimizer):
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, an optax GradientTransformation or a "
-                             f"jaxstyle.optim.loop.Optimizer, got {type(self.optimizer).__name__}")
+                             f"jaxstyle.Optimizer, got {type(self.optimizer).__name__}")
         if self.init not in INITS:
             raise ValueError(f"expected init in {INITS} (or pass init_image), got {self.init!r}")
         if not is_integer(self.iterations) or self.iterations < 0:

@@ -2,7 +2,7 @@
 
 import optax
 
-from jaxstyle.optim.loop import Optimizer, adam
+from jaxstyle.optim import Optimizer, adam
 
 
 def clipped_adam():

@@ -93,13 +93,3 @@ SHARDED = textwrap.dedent("""
 def test_sharded_equals_unsharded_on_4_cpu_devices():
     proc = run_on_fake_cpu_devices(SHARDED)
     assert proc.returncode == 0 and "SHARDED-OK" in proc.stdout, proc.stderr[-3000:]
-
-
-def test_style_caches_keep_only_the_most_recently_used():
-    from jaxstyle.jobs.batch import LastUsed
-
-    cache = LastUsed(2)
-    cache["a"], cache["b"] = 1, 2
-    assert cache["a"] == 1  # a is now the most recent
-    cache.update({"c": 3})
-    assert dict(cache) == {"a": 1, "c": 3}

@@ -8,7 +8,6 @@ optax's L-BFGS slow under vmap: its line search's ``lax.cond`` broadcast the net
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import jax
@@ -21,7 +20,7 @@ from benchmarks.evaluations import EvaluationCounter, grouped_convolutions
 from jaxstyle import StyleConfig
 from jaxstyle.engine.batch import map_over_pairs
 from jaxstyle.model.vgg import conv3x3
-from jaxstyle.optim.loop import init_loop, lbfgs, make_optimizer, run_steps
+from jaxstyle.optim import init_loop, lbfgs, make_optimizer, run_steps
 from tests.conftest import smooth_image
 
 OPTIMIZERS = ["lbfgs", "jaxopt-lbfgs", "adam"]
@@ -125,16 +124,18 @@ def test_old_vmapped_optax_lbfgs_is_caught():
 
 
 def test_real_batched_program_has_no_grouped_convolutions(random_vgg):
-    stylize = importlib.import_module("jaxstyle.engine.stylize")
     from jaxstyle.engine.batch import _batched_advance, _batched_start
+    from jaxstyle.engine.program import Program
+    from jaxstyle.objective.targets import compute_targets
+    from jaxstyle.objective.terms import loss_weights
 
     for name in OPTIMIZERS:
         config = StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), optimizer=name)
-        program = stylize._Program.build(config, random_vgg, 3)
+        program = Program.build(config, random_vgg, 3)
         c = jnp.asarray(smooth_image(16, 16, 0))
-        targets = stylize.compute_targets(random_vgg.params, c, c, program=program)
+        targets = compute_targets(random_vgg.params, c, c, objective=program.objective)
         stack = lambda a: jnp.stack([a, a])  # noqa: E731
-        targets, weights = jax.tree.map(stack, targets), jax.tree.map(stack, stylize.loss_weights(config))
+        targets, weights = jax.tree.map(stack, targets), jax.tree.map(stack, loss_weights(config))
         state = _batched_start(random_vgg.params, stack(c), targets, weights, program, False)
         hlo = _batched_advance.lower(random_vgg.params, state, targets, weights, jnp.int32(3), program,
                                      False).compile().as_text()

@@ -248,7 +248,7 @@ def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
 
 
 def test_style_size_and_scale(env, images, tmp_path, capsys, monkeypatch):
-    stylize_module = sys.modules["jaxstyle.engine.stylize"]
+    stylize_module = sys.modules["jaxstyle.jobs.single"]
     seen = []
     real = stylize_module.stylize
     monkeypatch.setattr(stylize_module, "stylize", lambda c, s, **kw: seen.append(s[0].shape) or real(c, s, **kw))

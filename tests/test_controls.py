@@ -10,9 +10,9 @@ from PIL import Image
 
 from jaxstyle import StyleConfig, color, stylize
 from jaxstyle.engine.batch import stylize_batch
-from jaxstyle.engine.stylize import _Program, initial_image, style_targets
 from jaxstyle.io.images import load_image, save_image
 from jaxstyle.model.vgg import extract_features
+from jaxstyle.objective.inputs import initial_image
 from jaxstyle.objective.losses import (
     gram_matrix,
     masked_gram_matrix,
@@ -21,6 +21,8 @@ from jaxstyle.objective.losses import (
     style_layer_loss,
 )
 from jaxstyle.objective.masks import layer_masks, region_masks
+from jaxstyle.objective.targets import style_targets
+from jaxstyle.objective.terms import Objective
 from tests.conftest import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0)
@@ -33,8 +35,8 @@ def tinted(h, w, seed, rgb):
 
 def style_grams(vgg, image, layers):
     """{layer: Gram matrix} of one image, the way stylize computes its style targets."""
-    program = _Program.build(StyleConfig(content_layers=layers[:1], style_layers=layers), vgg, 1)
-    return style_targets(vgg.params, jnp.asarray(image), program)
+    objective = Objective.build(StyleConfig(content_layers=layers[:1], style_layers=layers), vgg)
+    return style_targets(objective.params(vgg), jnp.asarray(image), objective)
 
 
 # -- style blend ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from jaxstyle.optim.loop import init_loop, make_optimizer, run_steps
+from jaxstyle.optim import init_loop, make_optimizer, run_steps
 
 
 def rosenbrock(x):

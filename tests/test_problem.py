@@ -11,7 +11,7 @@ from PIL import Image
 
 from jaxstyle import StyleConfig, style_problem, stylize, stylize_batch
 from jaxstyle.cli import main
-from jaxstyle.optim.loop import Optimizer, adam, init_loop, make_optimizer, optimizer_from_factory, run_steps
+from jaxstyle.optim import Optimizer, adam, init_loop, make_optimizer, optimizer_from_factory, run_steps
 from tests.conftest import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
@@ -80,7 +80,7 @@ def test_user_optimizer_under_stylize_batch(random_vgg, pair):
 
 
 def test_config_validation_of_optimizer_objects():
-    with pytest.raises(ValueError, match="optax GradientTransformation or a jaxstyle.optim.loop.Optimizer, got int"):
+    with pytest.raises(ValueError, match="optax GradientTransformation or a jaxstyle.Optimizer, got int"):
         StyleConfig(optimizer=3)
     with pytest.raises(ValueError, match="learning_rate applies to the named optimizers"):
         StyleConfig(optimizer=optax.adam(0.1), learning_rate=0.1)

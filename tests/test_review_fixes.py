@@ -18,9 +18,9 @@ from PIL import Image
 from jaxstyle import StyleConfig, stylize, stylize_batch
 from jaxstyle import memory as memory_module
 from jaxstyle.cli import main
-from jaxstyle.engine.stylize import resize_mask
 from jaxstyle.examples import CONTENT, NAMES, STYLE, example_path
 from jaxstyle.io.images import load_image, resize_mask_to
+from jaxstyle.objective.resample import resize_mask
 from tests.conftest import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=4, style_weight=1.0)
@@ -264,7 +264,7 @@ def test_save_every_counts_steps_over_all_stages(env, images, tmp_path):
 
 
 def test_drive_ends_chunks_on_global_multiples():
-    from jaxstyle.engine.stylize import drive
+    from jaxstyle.engine.run import drive
 
     calls = []
 

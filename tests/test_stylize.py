@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxstyle import StyleConfig, stylize
-from jaxstyle.engine.stylize import run_chunk
+from jaxstyle.engine.run import run_chunk
 from tests.conftest import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6,
@@ -105,7 +105,7 @@ def test_config_accepts_aliases_and_strings():
 
 
 def test_stage_shapes_keep_the_aspect():
-    from jaxstyle.engine.stylize import stage_shapes
+    from jaxstyle.objective.inputs import stage_shapes
 
     assert stage_shapes(384, 512, (128, 256)) == [(96, 128), (192, 256), (384, 512)]
     assert stage_shapes(512, 300, ()) == [(512, 300)]

@@ -1,13 +1,16 @@
-"""Many pairs at once: the single-pair optimisation vmapped over a batch axis, and shape buckets.
+"""Many pairs at once: the single-pair run vmapped over a batch axis, and shape buckets.
 
 One compiled program optimises B images together, each with its own content target,
 style Gram targets, loss weights, seed and optimizer state; each gets its own result and
-loss history. Because it is ``jax.vmap`` of exactly the functions :func:`jaxstyle.engine.stylize`
-uses, the images equal B separate ``stylize`` calls up to float rounding (tested).
+loss history. The pairs' inputs and targets take the single run's path
+(:func:`jaxstyle.objective.inputs.prepare_pair`, :func:`jaxstyle.objective.targets.stage_targets`),
+the step functions are ``jax.vmap`` of the single run's, and the stages are driven by the same
+:func:`jaxstyle.engine.run.run_stages`; so the images equal B separate ``stylize`` calls up to
+float rounding (tested), coarse-to-fine included.
 
 Contents in one batch share a shape (see :func:`bucket_shape`); style images may have any
 size, since only their Gram matrices ([C, C], size-independent) enter the loss. Style
-targets are computed once per distinct style image.
+targets are computed once per distinct style image (a ``gram_cache`` keeps them across calls).
 
 With a ``mesh`` the batch axis is sharded over the mesh's ``"batch"`` axis
 (:mod:`jaxstyle.engine.sharding`); the batch is padded to a multiple of the device count by
@@ -17,7 +20,6 @@ repeating its last pair, and the padding is dropped from the results.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from functools import partial
@@ -27,31 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxstyle.config import StyleConfig, blend_weights, is_integer
+from jaxstyle.config import StyleConfig, is_integer
+from jaxstyle.engine.program import Program
+from jaxstyle.engine.run import StyleResult, advance, run_stages, stages, start_state, terms_of
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
-from jaxstyle.engine.stylize import (
-    StyleResult,
-    _check_image,
-    _check_mask,
-    _Program,
-    _scaled,
-    _styles,
-    advance,
-    blended_grams,
-    content_targets,
-    drive,
-    initial_image,
-    loss_terms,
-    resize,
-    resize_mask,
-    stage_shapes,
-    start_state,
-    style_targets,
-)
-from jaxstyle.model.vgg import VGG19, check_image_size
-from jaxstyle.objective import color
-from jaxstyle.objective.masks import layer_masks, region_masks
-from jaxstyle.optim.loop import Optimizer
+from jaxstyle.model.vgg import VGG19
+from jaxstyle.objective.color import finish as finish_colors
+from jaxstyle.objective.inputs import check_stage_sizes, initial_image, prepare_pair, style_list
+from jaxstyle.objective.resample import resize
+from jaxstyle.objective.targets import stage_targets
+from jaxstyle.optim import Optimizer
 
 
 def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tuple[int, int]:
@@ -68,10 +55,7 @@ def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tupl
     return (size, short) if height >= width else (short, size)
 
 
-_batched_content_targets = jax.jit(jax.vmap(content_targets, in_axes=(None, 0, None)), static_argnums=(2,))
-_style_targets = jax.jit(style_targets, static_argnums=(2,))
-_batched_layer_masks = jax.jit(jax.vmap(layer_masks, in_axes=(0, None)), static_argnums=(1,))
-_batched_evaluate = jax.jit(jax.vmap(loss_terms, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
+_batched_evaluate = jax.jit(jax.vmap(terms_of, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 
 
 def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tuple = 0, *,
@@ -114,6 +98,8 @@ def _batched_advance(params, state, targets, weights, num_steps, program, sharde
 
 @dataclasses.dataclass(frozen=True)
 class BatchProgress:
+    """What a batch callback sees after each chunk of steps (``step`` over all stages)."""
+
     step: int
     total: int
     losses: np.ndarray  # [B] latest finite loss per pair
@@ -130,9 +116,9 @@ def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str)
     return values
 
 
-def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[ArrayLike]], *,
+def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[ArrayLike]], *, vgg: VGG19,
                   config: StyleConfig = StyleConfig(), style_blends: Sequence[Sequence[float] | None] | None = None,
-                  vgg: VGG19 | None = None, mesh: jax.sharding.Mesh | None = None,
+                  mesh: jax.sharding.Mesh | None = None,
                   content_weights: Sequence[float] | None = None, style_weights: Sequence[float] | None = None,
                   seeds: Sequence[int] | None = None, gram_cache: MutableMapping | None = None,
                   callback: Callable[[BatchProgress], None] | None = None,
@@ -144,24 +130,20 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
     (any sizes), or for a pair several images (a list) whose Gram targets are blended with that
     pair's ``style_blends`` entry (default ``config.style_blend``, else equal). Style targets
-    are computed once per distinct style image (its pixels, mask, size and the network program
-    decide: :func:`style_target_key`); pass a ``gram_cache`` mapping to keep them across calls.
-    content_weights, style_weights, seeds: optional per-pair overrides of ``config``. mesh:
-    shard the batch axis over ``mesh.axis_names[0]``. Returns one :class:`StyleResult` per pair
-    (``seconds`` is the whole batch's wall time).
+    are computed once per distinct style image (its pixels, mask, size and the objective decide:
+    :func:`jaxstyle.objective.targets.style_target_key`); pass a ``gram_cache`` mapping to keep
+    them across calls. content_weights, style_weights, seeds: optional per-pair overrides of
+    ``config``. mesh: shard the batch axis over ``mesh.axis_names[0]``. Returns one
+    :class:`StyleResult` per pair (``seconds`` is the whole batch's wall time).
 
-    With ``config.scales`` the batch runs coarse-to-fine as :func:`jaxstyle.engine.stylize` does, every
+    With ``config.scales`` the batch runs coarse-to-fine as :func:`jaxstyle.stylize` does, every
     pair through the same stages (one shape per stage, so one program per stage shape).
 
-    content_masks: one grey mask [H, W] per pair (the contents' shape) giving each region its
-    own style image (:mod:`jaxstyle.objective.masks`); every pair then has the same number (>= 2) of
-    style images. style_masks: per pair, one mask (or None) per style image, in that image's
-    shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
+    content_masks: one grey mask per pair (any size; resized with the stages) giving each region
+    its own style image (:mod:`jaxstyle.objective.masks`); every pair then has the same number
+    (>= 2) of style images. style_masks: per pair, one mask (or None) per style image, in that
+    image's shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
     """
-    if vgg is None:
-        from jaxstyle.weights.fetch import load_vgg19
-
-        vgg = load_vgg19()
     contents = np.asarray(contents, np.float32)
     if contents.ndim != 4 or contents.shape[-1] != 3:
         raise ValueError(f"expected contents float [B, H, W, 3], got shape {contents.shape}")
@@ -170,12 +152,6 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         raise ValueError(f"expected {n} style images (one per content), got {len(styles)}")
     if n == 0:
         return []
-    contents = np.stack([np.asarray(_check_image(c, f"content image {i}")) for i, c in enumerate(contents)])
-    height, width = contents.shape[1:3]
-    shapes = stage_shapes(height, width, config.scales)
-    for h, w in shapes:
-        at = "" if (h, w) == shapes[-1] else f" at the {max(h, w)} px scale"
-        check_image_size(h, w, config.all_layers, f"content image{at}")
     cw = _per_pair(content_weights, config.content_weight, n, "content weight")
     sw = _per_pair(style_weights, config.style_weight, n, "style weight")
     seeds = [config.seed] * n if seeds is None else list(seeds)
@@ -184,152 +160,69 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     if not all(is_integer(s) and -(2**63) <= int(s) < 2**63 for s in seeds):  # what jax.random.key takes
         raise ValueError(f"expected 64-bit integer seeds, got {seeds}")
     seeds = [int(s) for s in seeds]
-    regions = 0
+    for name, per_pair in (("content masks", content_masks), ("style mask lists", style_masks),
+                           ("style blends", style_blends)):
+        if per_pair is not None and len(per_pair) != n:
+            raise ValueError(f"expected {n} {name} (one per pair), got {len(per_pair)}")
     if content_masks is not None:
-        if len(content_masks) != n:
-            raise ValueError(f"expected {n} content masks (one per pair), got {len(content_masks)}")
-        counts = {len(_styles(style)) for style in styles}
+        counts = {len(style_list(style)) for style in styles}
         if len(counts) != 1 or min(counts) < 2:
             raise ValueError("expected the same number (at least 2) of style images for every pair of a masked batch, "
                              f"got {sorted(counts)}")
-        regions = counts.pop()
-        content_masks = [_check_mask(m, f"content mask of pair {i}") for i, m in enumerate(content_masks)]
-        for m in content_masks:
-            if m.shape != (height, width):
-                raise ValueError(f"expected content masks of the contents' shape {(height, width)}, got {m.shape}")
-    style_masks = [None] * n if style_masks is None else list(style_masks)
-    if len(style_masks) != n:
-        raise ValueError(f"expected {n} style mask lists (one per pair), got {len(style_masks)}")
-    blends = [None] * n if style_blends is None else list(style_blends)
-    if len(blends) != n:
-        raise ValueError(f"expected {n} style blends (one per pair), got {len(blends)}")
-    program = _Program.build(config, vgg, callback_every)
+    pairs = [prepare_pair(contents[i], styles[i], config, name=f"of pair {i}",
+                          content_mask=None if content_masks is None else content_masks[i],
+                          style_masks=None if style_masks is None else style_masks[i],
+                          style_blend=None if style_blends is None else style_blends[i])
+             for i in range(n)]
+    height, width = contents.shape[1:3]
+    for i, pair in enumerate(pairs):
+        of = f" of pair {i}" if n > 1 else ""
+        check_stage_sizes(height, width, [s.shape for s in pair.styles], config, content_name=f"content image{of}",
+                          style_names=[f"style image {k + 1}{of}" for k in range(len(pair.styles))])
+    program = Program.build(config, vgg, callback_every)
     start = time.perf_counter()
-    base_params = program.params(vgg)
+    base_params = program.objective.params(vgg)
     params = base_params if mesh is None else replicate(base_params, mesh)
     gram_cache = {} if gram_cache is None else gram_cache
-
-    # Each pair's inputs as the network sees them (colour mode applied: with preserve_colors a
-    # style depends on its content), checked once.
-    originals, prepared, pair_styles, pair_masks, pair_blends = contents, [], [], [], []
-    for i, style in enumerate(styles):
-        images = [np.asarray(_check_image(im, f"style image {i}")) for im in _styles(style)]
-        masks_i = [None] * len(images) if style_masks[i] is None else list(style_masks[i])
-        if len(masks_i) != len(images):
-            raise ValueError(f"expected {len(images)} style masks for pair {i} (one per style image), "
-                             f"got {len(masks_i)}")
-        for im in images:
-            for h, _ in shapes:
-                check_image_size(*_scaled(im.shape, h / height), config.style_layers, f"style image {i}")
-        pair_blends.append(blend_weights(config.style_blend if blends[i] is None else blends[i], len(images)))
-        content_i, images = color.prepare(originals[i], images, config.preserve_colors)
-        prepared.append(content_i)
-        pair_styles.append(images)
-        pair_masks.append([None if m is None else _check_mask(m, f"style mask of pair {i}") for m in masks_i])
-    prepared = np.stack(prepared)
-
-    def stage_grams(factor: float) -> dict:
-        """Every pair's style targets at a stage whose images are ``factor`` of the full size."""
-        per_pair = []
-        for images, masks_i, blend in zip(pair_styles, pair_masks, pair_blends):
-            per_image = []
-            for im, m in zip(images, masks_i):
-                shape = _scaled(im.shape, factor)
-                key = style_target_key(im, m, shape, program, vgg)
-                if key not in gram_cache:  # the value keeps vgg alive, so id(vgg) in the key stays its own
-                    mask = None if m is None else resize_mask(m, shape)
-                    gram_cache[key] = (vgg, _style_targets(base_params, resize(jnp.asarray(im), shape), program, mask))
-                per_image.append(gram_cache[key][1])
-            per_pair.append(jax.tree.map(lambda *g: jnp.stack(g), *per_image) if regions  # [R, C, C] per layer
-                            else blended_grams(blend, per_image))
-        return jax.tree.map(lambda *g: jnp.stack(g), *per_pair)
-
-    x = np.stack([np.asarray(initial_image(jnp.asarray(prepared[i]), config,
-                                           style=jnp.asarray(pair_styles[i][0]) if config.init == "style" else None,
-                                           seed=seeds[i])) for i in range(n)])
-    weights = {"content_weight": cw, "style_weight": sw,
-               "tv_weight": np.full(n, config.tv_weight, np.float32),
-               "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
-               "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))}
     place = (lambda tree: tree) if mesh is None else (lambda tree: shard_batch(pad_batch(tree, mesh.devices.size),
                                                                                mesh))
-    weights = place(weights)
+    weights = place({"content_weight": cw, "style_weight": sw,
+                     "tv_weight": np.full(n, config.tv_weight, np.float32),
+                     "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
+                     "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))})
+    x = np.stack([np.asarray(initial_image(jnp.asarray(pair.content), config,
+                                           style=jnp.asarray(pair.styles[0]) if config.init == "style" else None,
+                                           seed=seeds[i])) for i, pair in enumerate(pairs)])
     sharded = mesh is not None
-    total = config.total_iterations
     term_history = [[] for _ in range(n)]
-    histories = [[] for _ in range(n)]
-    stopped = np.zeros(n, bool)  # a member whose loss went non-finite keeps its last finite image
-    final_x, final_terms = [None] * n, [None] * n
-    for index, (h, w) in enumerate(shapes):
-        factor = h / height
-        stage = {"contents": np.stack([np.asarray(resize(jnp.asarray(c), (h, w))) for c in prepared]),
-                 "grams": stage_grams(factor)}
-        if regions:
-            stage["regions"] = np.stack([region_masks(np.asarray(resize_mask(m, (h, w))), regions)
-                                         for m in content_masks])
-        stage = place(stage)
-        x = place(np.stack([np.asarray(resize(jnp.clip(xi, 0.0, 1.0) if index else jnp.asarray(xi), (h, w)))
-                            for xi in np.asarray(x)[:n]]))
-        targets = {"content": _batched_content_targets(params, stage["contents"], program), "style": stage["grams"]}
-        if regions:
-            targets["masks"] = _batched_layer_masks(stage["regions"], program.style_layers)
-        state = _batched_start(params, x, targets, weights, program, sharded)
-        offset = index * config.scale_iterations  # steps of the coarser stages before this one
-        iterations = config.iterations if index == len(shapes) - 1 else config.scale_iterations
 
-        def on_chunk(done, st, last, offset=offset, targets=targets, stopped=stopped):
-            if track_terms:
-                terms = jax.tree.map(np.asarray, _batched_evaluate(params, st.x, targets, weights, program))
-                for i in np.flatnonzero(~stopped):
-                    term_history[i].append({"step": offset + done, **{k: float(v[i]) for k, v in terms.items()}})
-            if callback is not None:
-                callback(BatchProgress(offset + done, total, np.where(stopped, np.nan, last[:n])))
+    def targets_at(stage):
+        per_pair = [stage_targets(base_params, pair, program.objective, stage.shape, stage.factor, cache=gram_cache,
+                                  vgg=vgg) for pair in pairs]
+        return place(jax.tree.map(lambda *t: jnp.stack(t), *per_pair))
 
-        state, history = drive(lambda st, k, targets=targets: _batched_advance(params, st, targets, weights, k,
-                                                                               program, sharded),
-                               state, iterations=iterations, chunk=program.chunk, period=callback_every,
-                               offset=offset, on_chunk=on_chunk)
-        failed = np.asarray(state.nonfinite)[:n]
-        x = jnp.where(jnp.asarray(np.asarray(state.nonfinite))[:, None, None, None], state.last_finite, state.x)
-        last = index == len(shapes) - 1
-        if last or failed.any():
-            terms = jax.tree.map(np.asarray, _batched_evaluate(params, x, targets, weights, program))
-            images = np.asarray(jnp.clip(x, 0.0, 1.0))[:n]
-        steps = np.asarray(state.steps)[:n]
-        for i in np.flatnonzero(~stopped):
-            histories[i].append(history[i, : steps[i]])
-            if failed[i] or last:
-                final_x[i], final_terms[i] = images[i], {k: float(v[i]) for k, v in terms.items()}
-        stopped |= failed
-        if stopped.all():
-            break
-    images = np.stack([resize_image_to(final_x[i], (height, width)) for i in range(n)])
-    images = np.stack([color.finish(images[i], originals[i], config.preserve_colors) for i in range(n)])
+    def start_x(x, stage):
+        members = np.asarray(x)[:n]
+        return place(np.stack([np.asarray(resize(jnp.clip(xi, 0.0, 1.0) if stage.index else jnp.asarray(xi),
+                                                 stage.shape)) for xi in members]))
+
+    def on_chunk(step, state, last, targets, stopped):
+        if track_terms:
+            terms = jax.tree.map(np.asarray, _batched_evaluate(params, state.x, targets, weights, program))
+            for i in np.flatnonzero(~stopped):
+                term_history[i].append({"step": step, **{k: float(v[i]) for k, v in terms.items()}})
+        if callback is not None:
+            callback(BatchProgress(step, config.total_iterations, np.where(stopped, np.nan, last[:n])))
+
+    outcome = run_stages(
+        x, stages(height, width, config), targets_at=targets_at, start_x=start_x,
+        init=lambda x, targets: _batched_start(params, x, targets, weights, program, sharded),
+        advance=lambda state, targets, k: _batched_advance(params, state, targets, weights, k, program, sharded),
+        evaluate=lambda x, targets: _batched_evaluate(params, x, targets, weights, program),
+        chunk=program.chunk, period=callback_every, members=n, on_chunk=on_chunk)
     seconds = time.perf_counter() - start
-    results = []
-    for i in range(n):
-        history = np.concatenate(histories[i])
-        results.append(StyleResult(image=images[i], loss_history=history,
-                                   status="nonfinite" if stopped[i] else "done", steps=len(history),
-                                   losses=final_terms[i], seconds=seconds, term_history=tuple(term_history[i])))
-    return results
-
-
-def style_target_key(style: np.ndarray, mask: np.ndarray | None, shape: tuple[int, int], program: _Program,
-                     vgg: VGG19) -> tuple:
-    """What decides a style image's Gram targets: its pixels and mask (digests), the size it is
-    resized to, the network program (layers, pooling, preprocessing, precision, convolutions,
-    remat) and the network's weights (the object: a cache keeps it alive beside the targets)."""
-    def digest(a: np.ndarray | None) -> str | None:
-        if a is None:
-            return None
-        a = np.ascontiguousarray(a, np.float32)
-        return hashlib.blake2b(repr(a.shape).encode() + a.tobytes(), digest_size=20).hexdigest()
-
-    return (digest(style), digest(mask), tuple(shape), program.style_layers, program.pooling, program.prep,
-            program.precision, program.remat, program.winograd_layers, id(vgg))
-
-
-def resize_image_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A member's image at the output's shape (a member stopped at a coarse stage is upsampled)."""
-    return image if image.shape[:2] == tuple(shape) else np.asarray(resize(jnp.asarray(image), shape))
+    return [StyleResult(image=finish_colors(outcome.images[i], pair.original, config.preserve_colors),
+                        loss_history=outcome.histories[i], status="nonfinite" if outcome.stopped[i] else "done",
+                        steps=len(outcome.histories[i]), losses=outcome.terms[i], seconds=seconds,
+                        term_history=tuple(term_history[i]))
+            for i, pair in enumerate(pairs)]

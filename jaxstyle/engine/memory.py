@@ -23,7 +23,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
+from jaxstyle.engine.program import Program
+from jaxstyle.engine.run import init_state, run_chunk
+from jaxstyle.model.convolutions import winograd_layers
 from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES, poolings_before
+from jaxstyle.objective.targets import compute_targets
+from jaxstyle.objective.terms import loss_weights
 
 ACTIVATION_FACTOR = 0.9  # buffers per kept activation element (an output and its gradient, overlapped)
 IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's history (x, gradient, last finite, trial, ...)
@@ -62,8 +67,6 @@ def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1)
     deepest = max(LAYER_INDEX[n] for n in config.all_layers)
     convs = [n for n in LAYER_NAMES[: deepest + 1] if n.startswith("conv")]
     weights = sum(k[0] * k[1] * k[2] * k[3] + k[3] for k in (CONV_KERNEL_SHAPES[n] for n in convs)) * 4
-    from jaxstyle.engine.stylize import winograd_layers
-
     # Winograd layers keep their transformed kernels (36 points, forward and backward: 8x the
     # kernel) and need a workspace of 36/16 of their input and output while they run.
     fast = winograd_layers(config.conv, config.all_layers, jax.default_backend(), config.precision)
@@ -182,13 +185,11 @@ def format_bytes(n: float) -> str:
 def compiled_bytes(vgg, height: int, width: int, config: StyleConfig) -> int | None:
     """XLA's memory analysis of the compiled step loop at H x W (arguments + temporaries +
     outputs, donated buffers once). Compiles, but allocates nothing: shapes only."""
-    from jaxstyle.engine.stylize import _Program, compute_targets, init_state, loss_weights, run_chunk
-
-    program = _Program.build(config, vgg, 10)
-    params = program.params(vgg)
+    program = Program.build(config, vgg, 10)
+    params = program.objective.params(vgg)
     weights = loss_weights(config)
     image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
-    targets = jax.eval_shape(lambda c, s: compute_targets(params, c, s, program=program), image, image)
+    targets = jax.eval_shape(lambda c, s: compute_targets(params, c, s, objective=program.objective), image, image)
     state = jax.eval_shape(lambda x, t: init_state(params, x, t, weights, program=program), image, targets)
     compiled = run_chunk.lower(params, state, targets, weights, jnp.int32(10), program=program).compile()
     analysis = compiled.memory_analysis()

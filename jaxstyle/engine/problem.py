@@ -24,16 +24,11 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig
-from jaxstyle.engine.stylize import (
-    _checked_inputs,
-    _Program,
-    _stage_targets,
-    initial_image,
-    loss_terms,
-    loss_weights,
-    restore_colors,
-)
-from jaxstyle.model.vgg import VGG19, check_image_size
+from jaxstyle.engine.program import Program
+from jaxstyle.model.vgg import VGG19
+from jaxstyle.objective.inputs import check_stage_sizes, grey_init, initial_image, prepare_pair, restore_colors
+from jaxstyle.objective.targets import stage_targets
+from jaxstyle.objective.terms import loss_terms, loss_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,18 +47,18 @@ class StyleProblem:
 
 
 def _terms(params, targets, weights, program, x):
-    return loss_terms(params, x, targets, weights, program)
+    return loss_terms(params, x, targets, weights, program.objective)
 
 
 def _loss(params, targets, weights, program, x):
-    return loss_terms(params, x, targets, weights, program)["total"]
+    return program.loss(params, targets, weights)(x)
 
 
-def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, config: StyleConfig = StyleConfig(),
-                  vgg: VGG19 | None = None, init_image: ArrayLike | None = None,
+def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG19,
+                  config: StyleConfig = StyleConfig(), init_image: ArrayLike | None = None,
                   content_mask: ArrayLike | None = None,
                   style_masks: list[ArrayLike | None] | None = None) -> StyleProblem:
-    """The objective :func:`jaxstyle.engine.stylize` minimises for this pair, as a :class:`StyleProblem`.
+    """The objective :func:`jaxstyle.stylize` minimises for this pair, as a :class:`StyleProblem`.
 
     Arguments as for ``stylize``: content float32 [H, W, 3] RGB in [0, 1]; style one such image
     (any size) or a list of them.
@@ -71,29 +66,18 @@ def style_problem(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, con
     if config.scales:
         raise ValueError(f"expected a single-scale config for a problem, got scales {config.scales}: "
                          "each coarse-to-fine stage is a problem of its own")
-    if vgg is None:
-        from jaxstyle.weights.fetch import load_vgg19
-
-        vgg = load_vgg19()
-    original, content_opt, styles, style_masks, content_mask, blend = _checked_inputs(
-        content, style, config, content_mask, style_masks)
-    h, w = original.shape[:2]
-    check_image_size(h, w, config.all_layers, "content image")
-    for i, s in enumerate(styles):
-        check_image_size(*s.shape[:2], config.style_layers, f"style image{f' {i + 1}' if i else ''}")
-    if init_image is not None and config.preserve_colors == "luminance":
-        from jaxstyle.engine.stylize import _check_image
-        from jaxstyle.objective import color
-
-        init_image = color.grey(color.luminance(_check_image(init_image, "init image")))
-    program = _Program.build(config, vgg, 1)
-    params = program.params(vgg)
-    targets = _stage_targets(params, content_opt, styles, style_masks, content_mask, blend, program, (h, w), 1.0)
+    pair = prepare_pair(content, style, config, content_mask=content_mask, style_masks=style_masks)
+    h, w = pair.original.shape[:2]
+    check_stage_sizes(h, w, [s.shape for s in pair.styles], config)
+    init_image = grey_init(init_image, config)
+    program = Program.build(config, vgg, 1)
+    params = program.objective.params(vgg)
+    targets = stage_targets(params, pair, program.objective, (h, w), 1.0)
     weights = loss_weights(config)
-    x0 = initial_image(jnp.asarray(content_opt), config, init_image, style=jnp.asarray(styles[0]))
+    x0 = initial_image(jnp.asarray(pair.content), config, init_image, style=jnp.asarray(pair.styles[0]))
 
     def image(x: ArrayLike) -> np.ndarray:
-        return restore_colors(np.asarray(jnp.clip(jnp.asarray(x), 0.0, 1.0)), original, config.preserve_colors)
+        return restore_colors(np.asarray(jnp.clip(jnp.asarray(x), 0.0, 1.0)), pair.original, config.preserve_colors)
 
     return StyleProblem(x0=x0, loss=partial(_loss, params, targets, weights, program),
                         terms=partial(_terms, params, targets, weights, program), image=image, config=config)

@@ -18,7 +18,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.optim.loop import LossFn, Optimizer
+from jaxstyle.optim.base import LossFn, Optimizer
 
 
 def jaxopt_lbfgs(*, memory: int) -> Optimizer:

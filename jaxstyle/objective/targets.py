@@ -1,0 +1,108 @@
+"""The targets of the objective, computed once per stage: content features and style Gram
+matrices (blended over several style images, or one per region under a content mask).
+
+:func:`stage_targets` is the one path from a checked pair (:class:`PairInputs`) to its targets
+at a stage's size, for a single run and for every pair of a batch (which stacks them). With a
+``cache`` the style targets are kept under :func:`style_target_key`: what decides them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, MutableMapping
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.model.vgg import VGG19
+from jaxstyle.objective.inputs import PairInputs
+from jaxstyle.objective.losses import gram_matrix, masked_gram_matrix
+from jaxstyle.objective.masks import layer_masks, region_masks
+from jaxstyle.objective.resample import resize, resize_mask, scaled
+from jaxstyle.objective.terms import Objective, features
+
+
+def content_targets(params, content: jax.Array, objective: Objective) -> dict:
+    """Content features of one image [H, W, 3]: {layer: [h, w, C]}."""
+    return features(params, content, objective, objective.content_layers)
+
+
+def style_targets(params, style: jax.Array, objective: Objective, mask: jax.Array | None = None) -> dict:
+    """Style Gram matrices of one image (any size): {layer: [C, C]}; with ``mask`` [H, W]
+    (the style image's own mask) the Gram matrices of that region only."""
+    feats = features(params, style, objective, objective.style_layers)
+    if mask is None:
+        return {k: gram_matrix(v) for k, v in feats.items()}
+    masks = layer_masks(mask[None], objective.style_layers)
+    return {k: masked_gram_matrix(v, masks[k][0]) for k, v in feats.items()}
+
+
+content_targets_jit = jax.jit(content_targets, static_argnames=("objective",))
+style_targets_jit = jax.jit(style_targets, static_argnames=("objective",))
+
+
+@partial(jax.jit, static_argnames=("objective",))
+def compute_targets(params, content: jax.Array, style: jax.Array, *, objective: Objective) -> dict:
+    """Content features and style Gram matrices of one plain pair, in one program (benchmarks)."""
+    return {"content": content_targets(params, content, objective), "style": style_targets(params, style, objective)}
+
+
+def blended_grams(blend, grams: list[dict]) -> dict:
+    """The style images' Gram matrices mixed by ``blend`` (one weight per image, summing to 1):
+    {layer: [C, C]}. One image's are returned as they are (its weight is 1)."""
+    return grams[0] if len(grams) == 1 else _blend(jnp.asarray(blend, jnp.float32), grams)
+
+
+@jax.jit
+def _blend(blend: jax.Array, grams: list[dict]) -> dict:
+    return jax.tree.map(lambda *g: sum(blend[i] * gi for i, gi in enumerate(g)), *grams)
+
+
+def _digest(a: np.ndarray | None) -> str | None:
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a, np.float32)
+    return hashlib.blake2b(repr(a.shape).encode() + a.tobytes(), digest_size=20).hexdigest()
+
+
+def style_target_key(style: np.ndarray, mask: np.ndarray | None, shape: tuple[int, int], objective: Objective,
+                     vgg: VGG19) -> tuple:
+    """What decides a style image's Gram targets: its pixels and mask (digests), the size it is
+    resized to, the objective (layers, pooling, preprocessing, precision, convolutions, remat) and
+    the network's weights (the object: a cache keeps it alive beside the targets, so its id
+    cannot be reused while the entry exists)."""
+    return (_digest(style), _digest(mask), tuple(shape), objective.style_layers, objective.pooling, objective.prep,
+            objective.precision, objective.remat, objective.winograd_layers, id(vgg))
+
+
+def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[int, int], factor: float, *,
+                  place: Callable[[jax.Array], jax.Array] = lambda a: a, cache: MutableMapping | None = None,
+                  vgg: VGG19 | None = None) -> dict:
+    """Targets of ``pair`` at a stage of ``shape`` (h, w), its style images scaled by ``factor``:
+    {content: {layer: [h', w', C]}, style: {layer: [C, C]}} (blended), or with a content mask
+    style {layer: [R, C, C]} and masks {layer: [R, h', w']}. ``place`` puts the stage's content
+    where the run computes (sharded). With ``cache`` (and the ``vgg`` that ``params`` come from),
+    style targets are looked up before they are computed."""
+    content = content_targets_jit(params, place(resize(jnp.asarray(pair.content), shape)), objective=objective)
+    grams = []
+    for style, mask in zip(pair.styles, pair.style_masks):
+        style_shape = scaled(style.shape, factor)
+
+        def compute(style=style, mask=mask, style_shape=style_shape):
+            m = None if mask is None else resize_mask(mask, style_shape)
+            return style_targets_jit(params, resize(jnp.asarray(style), style_shape), objective=objective, mask=m)
+
+        if cache is None:
+            grams.append(compute())
+            continue
+        key = style_target_key(style, mask, style_shape, objective, vgg)
+        if key not in cache:
+            cache[key] = (vgg, compute())
+        grams.append(cache[key][1])
+    if pair.content_mask is None:
+        return {"content": content, "style": blended_grams(pair.blend, grams)}
+    regions = region_masks(np.asarray(resize_mask(pair.content_mask, shape)), len(pair.styles))
+    return {"content": content, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
+            "masks": layer_masks(regions, objective.style_layers)}
