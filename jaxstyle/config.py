@@ -101,7 +101,7 @@ def _weights(weights, layers: tuple[str, ...], what: str) -> tuple[float, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Every option of :func:`jaxstyle.engine.stylize`. Validated on construction.
+    """Every option of :func:`jaxstyle.stylize`. Validated on construction.
 
     Objective (Gatys et al. 2016, eq. 7, plus total variation)::
 

@@ -55,7 +55,7 @@ def bucket_shape(height: int, width: int, size: int, multiple: int = 32) -> tupl
     return (size, short) if height >= width else (short, size)
 
 
-_batched_evaluate = jax.jit(jax.vmap(terms_of, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
+batched_evaluate = jax.jit(jax.vmap(terms_of, in_axes=(None, 0, 0, 0, None)), static_argnums=(4,))
 
 
 def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tuple = 0, *,
@@ -82,7 +82,7 @@ def map_over_pairs(fn: Callable, optimizer: Optimizer, in_axes: int | None | tup
 
 
 @partial(jax.jit, static_argnums=(4, 5))
-def _batched_start(params, x0, targets, weights, program, sharded):
+def batched_start(params, x0, targets, weights, program, sharded):
     # On a mesh the batch axis is split over devices, which needs vmap (a lax.map over a
     # sharded axis would gather it): a non-vmappable optimizer then pays for its selects.
     return map_over_pairs(start_state, program.make_optimizer(), (None, 0, 0, 0, None),
@@ -90,7 +90,7 @@ def _batched_start(params, x0, targets, weights, program, sharded):
 
 
 @partial(jax.jit, static_argnums=(5, 6), donate_argnums=(1,))
-def _batched_advance(params, state, targets, weights, num_steps, program, sharded):
+def batched_advance(params, state, targets, weights, num_steps, program, sharded):
     return map_over_pairs(advance, program.make_optimizer(), (None, 0, 0, 0, None, None),
                           sequential=False if sharded else None)(params, state, targets, weights, num_steps,
                                                                  program)
@@ -208,7 +208,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
 
     def on_chunk(step, state, last, targets, stopped):
         if track_terms:
-            terms = jax.tree.map(np.asarray, _batched_evaluate(params, state.x, targets, weights, program))
+            terms = jax.tree.map(np.asarray, batched_evaluate(params, state.x, targets, weights, program))
             for i in np.flatnonzero(~stopped):
                 term_history[i].append({"step": step, **{k: float(v[i]) for k, v in terms.items()}})
         if callback is not None:
@@ -216,9 +216,9 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
 
     outcome = run_stages(
         x, stages(height, width, config), targets_at=targets_at, start_x=start_x,
-        init=lambda x, targets: _batched_start(params, x, targets, weights, program, sharded),
-        advance=lambda state, targets, k: _batched_advance(params, state, targets, weights, k, program, sharded),
-        evaluate=lambda x, targets: _batched_evaluate(params, x, targets, weights, program),
+        init=lambda x, targets: batched_start(params, x, targets, weights, program, sharded),
+        advance=lambda state, targets, k: batched_advance(params, state, targets, weights, k, program, sharded),
+        evaluate=lambda x, targets: batched_evaluate(params, x, targets, weights, program),
         chunk=program.chunk, period=callback_every, members=n, on_chunk=on_chunk)
     seconds = time.perf_counter() - start
     return [StyleResult(image=finish_colors(outcome.images[i], pair.original, config.preserve_colors),

@@ -5,7 +5,7 @@
     grad = jax.grad(problem.loss)(problem.x0)     # pure: jit, vmap, grad all apply
     picture = problem.image(x)                    # what the iterate x stands for
 
-``loss`` is the function :func:`jaxstyle.engine.stylize` hands its optimizer (Gatys et al. 2016,
+``loss`` is the function :func:`jaxstyle.stylize` hands its optimizer (Gatys et al. 2016,
 eq. 7, plus total variation and the penalty that keeps the image in [0, 1]; see
 :mod:`jaxstyle.engine.stylize`), with the content and style targets computed once here. Several
 styles (blended or split by a content mask), style masks and colour modes work as in

@@ -21,7 +21,7 @@ from PIL import Image
 from jaxstyle import StyleConfig
 from jaxstyle.cli import main
 from jaxstyle.io.images import ImageError, load_image
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 FAST = ["--size", "32", "--iterations", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet"]
@@ -81,12 +81,6 @@ CASES = {
     "one-pixel": ("o.png", lambda: _save(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), (32, 32)),
     "extreme-aspect": ("x.png", lambda: _save(Image.new("RGB", (2000, 3)), "PNG"), "expected at least 2x2 px"),
 }
-
-
-@pytest.fixture()
-def env(weights_file, tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("role", ["content", "style"])

@@ -17,7 +17,7 @@ from jaxstyle.io import images as image_io
 from jaxstyle.io import storage
 from jaxstyle.io.storage import StorageError, Url
 from jaxstyle.jobs.manifest import cross_product, read_manifest
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 fsspec = pytest.importorskip("fsspec")
 
@@ -41,12 +41,6 @@ def bucket():
              f"{root}/photos/notes.txt": b"not an image"})
     yield root
     fs.rm(root.replace("memory://", "/"), recursive=True)
-
-
-@pytest.fixture()
-def env(weights_file, tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 def test_locations_and_names():

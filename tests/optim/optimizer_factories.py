@@ -1,4 +1,4 @@
-"""Optimizer factories named on the command line in tests (``tests.optimizer_factories:clipped_adam``)."""
+"""Optimizer factories named on the command line in tests (``tests.optim.optimizer_factories:clipped_adam``)."""
 
 import optax
 

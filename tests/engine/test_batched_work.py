@@ -21,7 +21,7 @@ from jaxstyle import StyleConfig
 from jaxstyle.engine.batch import map_over_pairs
 from jaxstyle.model.vgg import conv3x3
 from jaxstyle.optim import init_loop, lbfgs, make_optimizer, run_steps
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 OPTIMIZERS = ["lbfgs", "jaxopt-lbfgs", "adam"]
 STEPS = 12
@@ -124,7 +124,7 @@ def test_old_vmapped_optax_lbfgs_is_caught():
 
 
 def test_real_batched_program_has_no_grouped_convolutions(random_vgg):
-    from jaxstyle.engine.batch import _batched_advance, _batched_start
+    from jaxstyle.engine.batch import batched_advance, batched_start
     from jaxstyle.engine.program import Program
     from jaxstyle.objective.targets import compute_targets
     from jaxstyle.objective.terms import loss_weights
@@ -136,8 +136,8 @@ def test_real_batched_program_has_no_grouped_convolutions(random_vgg):
         targets = compute_targets(random_vgg.params, c, c, objective=program.objective)
         stack = lambda a: jnp.stack([a, a])  # noqa: E731
         targets, weights = jax.tree.map(stack, targets), jax.tree.map(stack, loss_weights(config))
-        state = _batched_start(random_vgg.params, stack(c), targets, weights, program, False)
-        hlo = _batched_advance.lower(random_vgg.params, state, targets, weights, jnp.int32(3), program,
+        state = batched_start(random_vgg.params, stack(c), targets, weights, program, False)
+        hlo = batched_advance.lower(random_vgg.params, state, targets, weights, jnp.int32(3), program,
                                      False).compile().as_text()
         assert grouped_convolutions(hlo) == 0, name
 

@@ -19,8 +19,8 @@ from jaxstyle.weights.formats import (
     write_converted,
 )
 from jaxstyle.weights.torch_pickle import UnsafePickleError, load_legacy_torch
-from tests.conftest import random_layers
-from tests.torch_legacy_writer import legacy_torch_bytes
+from tests.helpers import random_layers
+from tests.weights.torch_legacy_writer import legacy_torch_bytes
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +213,7 @@ def test_garbage_files(tmp_path, content, message):
         read_weights(path)
 
 
+@pytest.mark.slow
 def test_killed_mid_download_leaves_no_cache_and_a_truncated_one_is_refused(tmp_path):
     """A fetch killed while downloading caches nothing; a download cut short fails its md5."""
     import http.server

@@ -23,7 +23,7 @@ from jaxstyle.objective.losses import (
 from jaxstyle.objective.masks import layer_masks, region_masks
 from jaxstyle.objective.targets import style_targets
 from jaxstyle.objective.terms import Objective
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0)
 

@@ -10,7 +10,7 @@ import pytest
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.engine.batch import bucket_shape, stylize_batch
 from jaxstyle.engine.sharding import pad_batch, padded_size
-from tests.conftest import run_on_fake_cpu_devices, smooth_image
+from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
 
@@ -70,7 +70,7 @@ SHARDED = textwrap.dedent("""
     from jaxstyle import StyleConfig
     from jaxstyle.engine.batch import stylize_batch
     from jaxstyle.engine.sharding import batch_mesh
-    from tests.conftest import random_layers, smooth_image
+    from tests.helpers import random_layers, smooth_image
     from jaxstyle.model.vgg import CAFFE_PREPROCESSING
     from jaxstyle.weights.formats import VGGWeights
     layers = random_layers(0)
@@ -90,6 +90,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded_on_4_cpu_devices():
     proc = run_on_fake_cpu_devices(SHARDED)
     assert proc.returncode == 0 and "SHARDED-OK" in proc.stdout, proc.stderr[-3000:]

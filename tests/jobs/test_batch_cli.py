@@ -17,7 +17,7 @@ from PIL import Image
 
 from jaxstyle.cli import main
 from jaxstyle.jobs.manifest import Pair, process_share, read_manifest
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet", "--batch-size", "2"]
@@ -109,6 +109,7 @@ def test_process_shares_are_disjoint_and_cover():
     assert sorted(outputs) == sorted(p.output for p in pairs) and len(set(outputs)) == 11
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_redoes_nothing_finished(env, folder):
     out = folder / "out"
     args = [sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"), "--styles",
@@ -139,6 +140,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_cover_the_manifest_once(env, folder):
     out = folder / "out"
     coordinator = f"127.0.0.1:{free_port()}"
@@ -159,6 +161,7 @@ def test_two_processes_cover_the_manifest_once(env, folder):
     assert sorted(r["output"] for r in rep["pairs"]) == sorted(outputs)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_out_dir_share_the_pairs(env, folder):
     """A restarted job while the old one still runs: every output once and whole, no pair computed twice."""
     out = folder / "out"
@@ -271,6 +274,7 @@ def test_default_outputs_from_odd_stems_stay_inside(env, tmp_path):
     assert [p.name for p in out.iterdir() if p.suffix == ".png"] == ["a_b_c__x_y.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0], ids=["worker-dies", "coordinator-dies"])
 def test_a_dead_process_stops_the_others_within_seconds_and_a_rerun_resumes(env, folder, victim):
     out = folder / "out"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from jaxstyle.jobs.claims import BUSY, CLAIMED, Claims, claim_path
 
 
@@ -36,6 +38,7 @@ def test_release_leaves_a_claim_that_was_taken_over(tmp_path):
         assert other.holder(output)["token"] == other._token
 
 
+@pytest.mark.slow
 def test_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
     output = tmp_path / "a.png"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

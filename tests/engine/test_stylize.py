@@ -7,7 +7,7 @@ import pytest
 
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.engine.run import run_chunk
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6,
              style_weight=1.0)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from jaxstyle.engine.sharding import spatial_grid
-from tests.conftest import run_on_fake_cpu_devices
+from tests.helpers import run_on_fake_cpu_devices
 
 SPATIAL = textwrap.dedent("""
     import numpy as np, jax
     assert jax.device_count() == 4, jax.devices()
     from jaxstyle import StyleConfig, stylize
     from jaxstyle.engine.sharding import spatial_grid, spatial_mesh
-    from tests.conftest import random_layers, smooth_image
+    from tests.helpers import random_layers, smooth_image
     from jaxstyle.model.vgg import CAFFE_PREPROCESSING
     from jaxstyle.weights.formats import VGGWeights
     layers = random_layers(0)
@@ -34,6 +36,7 @@ SPATIAL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_spatially_sharded_equals_unsharded_on_4_cpu_devices():
     proc = run_on_fake_cpu_devices(SPATIAL)
     assert proc.returncode == 0 and "SPATIAL-OK" in proc.stdout, proc.stderr[-3000:]

@@ -25,7 +25,9 @@ from PIL import Image
 
 from jaxstyle.cli import main
 from jaxstyle.io import storage
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
+
+pytestmark = pytest.mark.slow  # every test here talks to a moto S3 server process on 127.0.0.1
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxstyle.model.vgg import CAFFE_PREPROCESSING, LAYER_NAMES, VGG19, canonical_layer, min_input_size, preprocess
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 
 def np_conv3x3(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from PIL import Image
 from jaxstyle import StyleConfig, style_problem, stylize, stylize_batch
 from jaxstyle.cli import main
 from jaxstyle.optim import Optimizer, adam, init_loop, make_optimizer, optimizer_from_factory, run_steps
-from tests.conftest import smooth_image
+from tests.helpers import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
 
@@ -88,11 +88,11 @@ def test_config_validation_of_optimizer_objects():
 
 
 def test_factory_spec():
-    assert optimizer_from_factory("tests.optimizer_factories:own_optimizer").name == \
-        "tests.optimizer_factories:own_optimizer"
-    assert isinstance(optimizer_from_factory("tests.optimizer_factories:clipped_adam"), Optimizer)
-    for spec, message in [("tests.optimizer_factories:not_an_optimizer", "got int"),
-                          ("tests.optimizer_factories:missing", "has no missing"),
+    assert optimizer_from_factory("tests.optim.optimizer_factories:own_optimizer").name == \
+        "tests.optim.optimizer_factories:own_optimizer"
+    assert isinstance(optimizer_from_factory("tests.optim.optimizer_factories:clipped_adam"), Optimizer)
+    for spec, message in [("tests.optim.optimizer_factories:not_an_optimizer", "got int"),
+                          ("tests.optim.optimizer_factories:missing", "has no missing"),
                           ("no_such_module_here:f", "cannot import no_such_module_here"),
                           ("nocolon", "package.module:factory")]:
         with pytest.raises(ValueError, match=message):
@@ -107,7 +107,7 @@ def test_cli_module_factory(weights_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.png"
     args = ["stylize", str(content), str(style), "-o", str(out), "--size", "32", "--iterations", "4",
             "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--style-weight", "1"]
-    assert main([*args, "--optimizer", "tests.optimizer_factories:clipped_adam"]) == 0
+    assert main([*args, "--optimizer", "tests.optim.optimizer_factories:clipped_adam"]) == 0
     assert Image.open(out).size == (32, 32)
-    assert main([*args, "--overwrite", "--optimizer", "tests.optimizer_factories:not_an_optimizer"]) == 2
+    assert main([*args, "--overwrite", "--optimizer", "tests.optim.optimizer_factories:not_an_optimizer"]) == 2
     assert "got int" in capsys.readouterr().err

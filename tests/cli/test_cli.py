@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle.cli import main
-from tests.conftest import smooth_image
+from tests.helpers import one_line_error, smooth_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
@@ -24,20 +24,6 @@ def images(tmp_path):
     Image.fromarray((smooth_image(48, 64, 1) * 255).astype(np.uint8)).save(content)
     Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(style)
     return content, style
-
-
-@pytest.fixture()
-def env(weights_file, tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
-    return weights_file
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("jaxstyle: error: ")
-    return err[0]
 
 
 def test_stylize_writes_image_and_steps(env, images, tmp_path, capsys):
@@ -139,6 +125,7 @@ def test_list_layers(capsys):
     assert lines[-1].split() == ["pool5", "block5_pool"]
 
 
+@pytest.mark.slow
 def test_subprocess_error_has_no_traceback(tmp_path):
     env = {**os.environ, "JAXSTYLE_CACHE": str(tmp_path / "empty-cache"), "JAXSTYLE_WEIGHTS": ""}
     proc = subprocess.run([sys.executable, "-m", "jaxstyle", "stylize", str(tmp_path / "nope.jpg"),
@@ -149,6 +136,7 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_compiled_programs(env, images, tmp_path):
     """JAX's persistent compilation cache, on by default in the cache folder: the second run of the
     same shapes reads the step loop's program back (its LRU access stamp moves) and adds none."""
@@ -200,13 +188,14 @@ def test_bad_scales_are_one_line_errors(env, images, tmp_path, capsys, extra, me
 def test_min_scale_steps_by_sqrt2():
     import argparse
 
-    from jaxstyle.cli import _resolve_scales
+    from jaxstyle.cli import resolve_scales
 
     args = argparse.Namespace(scales=None, min_scale=128, size=512)
-    _resolve_scales(args)
+    resolve_scales(args)
     assert args.coarse_scales == (128, 181, 256, 362) and args.size == 512
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save", [True, False])
 def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
     import os
@@ -323,18 +312,18 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_check(capsy
     import gc
     import signal
 
-    from jaxstyle.cli import _Interruptions, _stop_if_interrupted
+    from jaxstyle.cli import Interruptions, stop_if_interrupted
 
     class Finalized:
         def __del__(self):
-            _Interruptions.handle(signal.SIGTERM, None)
+            Interruptions.handle(signal.SIGTERM, None)
 
-    with _Interruptions():
-        _stop_if_interrupted()  # nothing asked yet
+    with Interruptions():
+        stop_if_interrupted()  # nothing asked yet
         Finalized()
         gc.collect()
         with pytest.raises(KeyboardInterrupt):
-            _stop_if_interrupted()
+            stop_if_interrupted()
     assert "Traceback" not in capsys.readouterr().err
-    with _Interruptions():  # a new command starts with no request
-        _stop_if_interrupted()
+    with Interruptions():  # a new command starts with no request
+        stop_if_interrupted()

@@ -14,10 +14,11 @@ def test_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     readme.write_text("# Benchmarks\n\ntext before\n")
     monkeypatch.setattr(optimizers, "README", readme)
     results = optimizers.main(["--suite", "tiny", "--random-weights", "--shallow", "--steps", "3", "--optimizers",
-                               "lbfgs,tests.optimizer_factories:clipped_adam", "--out", str(tmp_path), "--readme"])
+                               "lbfgs,tests.optim.optimizer_factories:clipped_adam", "--out", str(tmp_path),
+                               "--readme"])
     assert len(results["problems"]) == 2
     for problem in results["problems"]:
-        assert [r["name"] for r in problem["runs"]] == ["lbfgs", "tests.optimizer_factories:clipped_adam"]
+        assert [r["name"] for r in problem["runs"]] == ["lbfgs", "tests.optim.optimizer_factories:clipped_adam"]
         for run in problem["runs"]:
             assert len(run["losses"]) == len(run["evaluations"]) == len(run["seconds"]) == 4
             assert run["evaluations"] == sorted(run["evaluations"]) and run["evaluations"][-1] >= 3
