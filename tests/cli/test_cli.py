@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 from jaxstyle.cli import main
-from tests.helpers import one_line_error, smooth_image
+from tests.helpers import ROOT, one_line_error, smooth_image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--quiet"]
 
@@ -198,7 +197,6 @@ def test_min_scale_steps_by_sqrt2():
 @pytest.mark.slow
 @pytest.mark.parametrize("save", [True, False])
 def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
-    import os
     import signal
     import subprocess
     import sys
@@ -209,7 +207,7 @@ def test_sigint_saves_the_partial_image(env, images, tmp_path, save):
     args = [sys.executable, "-m", "jaxstyle", "stylize", str(content), str(style), "-o", str(out),
             *[a for a in FAST if a != "--quiet"], "--iterations", "100000"]
     args += [] if save else ["--no-save-on-interrupt"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     # A shell that starts pytest in the background (`cmd &`) makes SIGINT ignored, and the child
     # would inherit that; a Python handler here is reset to the default in the child instead.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)

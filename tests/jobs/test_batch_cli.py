@@ -17,11 +17,10 @@ from PIL import Image
 
 from jaxstyle.cli import main
 from jaxstyle.jobs.manifest import Pair, process_share, read_manifest
-from tests.helpers import smooth_image
+from tests.helpers import ROOT, smooth_image
 
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet", "--batch-size", "2"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def save(path, h, w, seed):

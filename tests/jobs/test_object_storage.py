@@ -25,14 +25,13 @@ from PIL import Image
 
 from jaxstyle.cli import main
 from jaxstyle.io import storage
-from tests.helpers import smooth_image
+from tests.helpers import ROOT, smooth_image
 
 pytestmark = pytest.mark.slow  # every test here talks to a moto S3 server process on 127.0.0.1
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet", "--batch-size", "1"]
 SECRET = "dummy-secret-never-printed"

@@ -19,7 +19,7 @@ from jaxstyle.weights.formats import (
     write_converted,
 )
 from jaxstyle.weights.torch_pickle import UnsafePickleError, load_legacy_torch
-from tests.helpers import random_layers
+from tests.helpers import ROOT, random_layers
 from tests.weights.torch_legacy_writer import legacy_torch_bytes
 
 
@@ -251,7 +251,7 @@ def test_killed_mid_download_leaves_no_cache_and_a_truncated_one_is_refused(tmp_
     env = {**os.environ, "JAXSTYLE_CACHE": str(cache),
            "JAXSTYLE_KERAS_URL": f"http://127.0.0.1:{server.server_address[1]}/w.h5"}
     code = "from jaxstyle.weights.fetch import fetch_weights; fetch_weights(sources=('keras',))"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     try:
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root)
         assert sent.wait(120)
