@@ -74,19 +74,132 @@ class LbfgsState(NamedTuple):
     slope: jax.Array  # grad . direction (< 0)
     step_size: jax.Array  # the trial step size along direction
     trials: jax.Array  # int32, trials rejected in this line search
-    history: optax.ScaleByLBFGSState  # the curvature pairs (optax's)
+    history: optax.ScaleByLBFGSState  # the accepted curvature pairs (optax's layout, see lbfgs_history_update)
     fresh: jax.Array  # bool: x is not evaluated yet (the next call evaluates it and takes no step)
 
 
-def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, slope_rtol: float = 1e-4) -> Optimizer:
+CURVATURE_RTOL = 1e-8
+"""Default ``curvature_rtol`` of :func:`lbfgs`: a pair (s, y) is kept when sᵀy > 1e-8 |s| |y|.
+
+The test is on the cosine of the angle between s and y, so it does not depend on the scale
+of the loss or of the image (an absolute floor, such as PyTorch's sᵀy > 1e-10, would drop
+the pairs near convergence: sᵀy falls to 1e-18 in float64 on the double well of the tests).
+1e-8 is the relative threshold Nocedal & Wright give for skipping SR1 updates (§6.2). On a convex
+quadratic with condition number k the cosine is at least 2 sqrt(k) / (k + 1), above 1e-8
+for every k below 4e16, so a convex loss has no pair skipped (short of rounding noise in
+the gradients near convergence) and takes optax.lbfgs's iterates. It is well above the
+rounding of sᵀy in float64 (~1e-16 |s| |y|), so a pair whose curvature is zero up to rounding
+is dropped rather than weighted by a 1/sᵀy of arbitrary size and sign; in float32 that
+rounding (~1e-7 |s| |y|) is larger, and the rule amounts to sᵀy > 0 as computed.
+"""
+
+
+def _two_loop(grad, history, identity_scale, oldest):
+    """H grad by the two-loop recursion (Nocedal & Wright, Alg. 7.4) over the ring ``history``
+    read from slot ``oldest`` (the oldest pair) round to the newest, with H0 = identity_scale I.
+
+    The arithmetic of optax's ``_precondition_by_lbfgs`` (private, so repeated here), op for op,
+    so that a history whose pairs are all kept yields optax's direction bit for bit."""
+    rhos = history.weights_memory
+    indices = (oldest + jnp.arange(rhos.shape[0])) % rhos.shape[0]
+
+    def right_product(vec, idx):
+        dwi, dui = history.diff_params_memory[idx], history.diff_updates_memory[idx]
+        alpha = rhos[idx] * optax.tree.real(optax.tree.vdot(dwi, vec))
+        return optax.tree.cast_like(optax.tree.add_scale(vec, -alpha, dui), vec), alpha
+
+    vec, alphas = jax.lax.scan(right_product, grad, indices, reverse=True)
+    vec = optax.tree.scale(identity_scale, vec)
+
+    def left_product(vec, idx_alpha):
+        idx, alpha = idx_alpha
+        dwi, dui = history.diff_params_memory[idx], history.diff_updates_memory[idx]
+        beta = rhos[idx] * optax.tree.real(optax.tree.vdot(dui, vec))
+        return optax.tree.cast_like(optax.tree.add_scale(vec, alpha - beta, dwi), vec), beta
+
+    vec, _ = jax.lax.scan(left_product, vec, (indices, alphas))
+    return vec
+
+
+def lbfgs_history_update(grad: jax.Array, history: optax.ScaleByLBFGSState, x: jax.Array,
+                         *, curvature_rtol: float = CURVATURE_RTOL) -> tuple[jax.Array, optax.ScaleByLBFGSState]:
+    """``optax.scale_by_lbfgs().update(grad, history, x)`` that keeps a curvature pair only when
+    it has positive curvature: returns (H grad, the new history).
+
+    The pair is s = x - history.params, y = grad - history.updates (the step just taken and its
+    change of gradient). A backtracking (Armijo) line search does not enforce the curvature
+    condition, so on a non-convex loss sᵀy can be <= 0; such a pair, stored, makes the
+    inverse-Hessian approximation indefinite for the next ``memory`` steps (and its weight
+    1/sᵀy is negative or huge). A pair is kept when sᵀy > curvature_rtol |s| |y|
+    (:data:`CURVATURE_RTOL`); otherwise it is skipped, which leaves the history as if the step
+    had not produced a pair: the stored pairs, their weights and ``count`` are unchanged, and
+    only ``params``/``updates`` move to (x, grad), from which the next pair is measured.
+
+    ``count`` is optax's: 0 before the first point (no pair is formed; H0 = min(1, 1/|g|) I,
+    optax's first step), else 1 + the pairs kept since, the newest kept pair in slot
+    (count - 2) % memory and the next one written to slot (count - 1) % memory. It counts
+    kept pairs, not steps, so that a skip leaves no gap in the ring: the two-loop reads
+    exactly the last ``memory`` kept pairs in order. H0 = gamma I with gamma = sᵀy / yᵀy of
+    the newest kept pair: the pair just kept, or on a skip the one in slot (count - 2), or,
+    when no pair has been kept yet (count 1), optax's first-step scaling again.
+
+    When every pair is kept this is optax's update, value for value (same arithmetic), so
+    convex problems take optax.lbfgs's iterates. Pure jnp (``jnp.where``, no branch on data):
+    it runs under jit and vmap.
+    """
+    memory = history.weights_memory.shape[0]
+    started = history.count > 0
+    # optax's expressions, in optax's order (the pair masked to zeros at count 0), so that a
+    # kept pair compiles to the same arithmetic as optax's update.
+    s = optax.tree.sub(x, history.params)
+    y = optax.tree.sub(grad, history.updates)
+    sy = optax.tree.real(optax.tree.vdot(y, s))
+    weight = jnp.where(sy == 0.0, 0.0, 1.0 / sy)
+    keep = started & (sy > curvature_rtol * optax.tree.norm(s) * optax.tree.norm(y))  # NaN: False
+    s, y, weight = jax.tree.map(lambda v: jnp.where(started, v, jnp.zeros_like(v)), (s, y, weight))
+    # Slot (count - 1) gets the kept pair, or zeros at count 0 (as in optax), or on a skip
+    # its own contents back (the ring does not move).
+    slot = (history.count - 1) % memory
+    memories = (history.diff_params_memory, history.diff_updates_memory, history.weights_memory)
+    diff_params_memory, diff_updates_memory, weights_memory = jax.tree.map(
+        lambda memory_, new: memory_.at[slot].set(jnp.where(keep | ~started, new, memory_[slot])),
+        memories, (s, y, weight))
+    count = jnp.where(keep | ~started, optax.safe_increment(history.count), history.count)
+
+    # H0 = gamma I: gamma from the pair just kept (optax's), min(1, 1/|g|) at count 0 (optax's
+    # first step); on a skip from the newest kept pair, slot (count - 2), if there is one.
+    numerator = optax.tree.real(optax.tree.vdot(y, s))
+    denominator = optax.tree.norm(y, squared=True)
+    identity_scale = jnp.where(denominator > 0.0, numerator / denominator, 1.0)
+    capped_inv_norm = jnp.minimum(1.0, 1.0 / optax.tree.norm(jax.lax.stop_gradient(grad)))
+    identity_scale = jnp.where(started, identity_scale, capped_inv_norm)
+    last = (history.count - 2) % memory
+    last_s, last_y = history.diff_params_memory[last], history.diff_updates_memory[last]
+    last_yy = optax.tree.norm(last_y, squared=True)
+    last_scale = jnp.where(last_yy > 0.0, optax.tree.real(optax.tree.vdot(last_y, last_s)) / last_yy, 1.0)
+    last_scale = jnp.where(history.count >= 2, last_scale, capped_inv_norm)
+    identity_scale = jnp.where(keep | ~started, identity_scale, last_scale)
+
+    history = optax.ScaleByLBFGSState(count=count, params=x, updates=grad, diff_params_memory=diff_params_memory,
+                                      diff_updates_memory=diff_updates_memory, weights_memory=weights_memory)
+    # The oldest kept pair follows the newest round the ring: slot (count - 1) % memory, as in optax.
+    return _two_loop(grad, history, identity_scale, (count - 1) % memory), history
+
+
+def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, slope_rtol: float = 1e-4,
+          curvature_rtol: float = CURVATURE_RTOL) -> Optimizer:
     """L-BFGS (Nocedal & Wright, Alg. 7.4/7.5) with a backtracking Armijo line search that tries
     step 1 first, one loss-and-gradient evaluation per call.
 
     The direction is optax's (:func:`optax.scale_by_lbfgs`: two-loop recursion over the last
-    ``memory`` pairs, the first step scaled by ``min(1, 1/|g|)``); the line search is the one
-    of ``optax.scale_by_backtracking_linesearch(decrease_factor=0.5, max_learning_rate=1)``,
-    so a single run takes the same iterates as ``optax.lbfgs`` with that line search (tested),
-    but unrolled into the step loop: each call evaluates the trial point ``x + t d`` once
+    ``memory`` pairs, the first step scaled by ``min(1, 1/|g|)``), except that a curvature pair
+    with sᵀy <= curvature_rtol |s| |y| is not stored (:func:`lbfgs_history_update`: Armijo
+    backtracking does not ensure sᵀy > 0, and on a non-convex loss such a pair would make the
+    approximation indefinite for ``memory`` steps). The line search is the one of
+    ``optax.scale_by_backtracking_linesearch(decrease_factor=0.5, max_learning_rate=1)``, so
+    while every pair is kept (on a convex loss, short of rounding noise) a run takes the same
+    iterates as ``optax.lbfgs`` with that line search (tested), but unrolled into the step
+    loop: each call evaluates the trial point ``x + t d`` once
     (value and gradient together), accepts it when ``f(x + t d) <= f(x) + slope_rtol t g.d``,
     else halves ``t`` and returns with ``done`` False. A non-finite trial is rejected like any
     other. After ``max_trials`` rejected trials the step gives up: ``x`` stays, the curvature
@@ -99,16 +212,17 @@ def lbfgs(*, memory: int, max_trials: int = 31, decrease_factor: float = 0.5, sl
     Nothing is conditional on data except through ``jnp.where``, so under ``vmap`` a call
     costs one evaluation per member and the members' line searches proceed independently.
     """
-    precondition = optax.scale_by_lbfgs(memory_size=memory)
+    precondition = optax.scale_by_lbfgs(memory_size=memory)  # its init only: updates skip bad pairs
 
     def forget(history, drop, count):
         """``history`` with its curvature pairs dropped where ``drop``: their weights (rho) set
-        to 0, so the two-loop recursion skips them; ``count`` restarts the step numbering."""
+        to 0, so the two-loop recursion skips them; ``count`` restarts the ring (0: as at the first
+        point; 1: the pairs so far cleared, the next pair kept goes to slot 0)."""
         return history._replace(count=jnp.where(drop, count, history.count).astype(history.count.dtype),
                                 weights_memory=jnp.where(drop, 0.0, history.weights_memory))
 
     def direction(grad, history, x):
-        d, history = precondition.update(grad, history, x)
+        d, history = lbfgs_history_update(grad, history, x, curvature_rtol=curvature_rtol)
         d = -d
         # An ascent (or zero, or non-finite) direction: restart from scaled steepest descent,
         # what optax's first step does (direction -g min(1, 1/|g|)).
