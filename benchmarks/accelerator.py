@@ -78,9 +78,9 @@ def _long_run(vgg, size: int, steps: int, options: dict) -> dict:
     content = rng.uniform(size=(size, size, 3)).astype(np.float32)
     style = rng.uniform(size=(size, size, 3)).astype(np.float32)
     try:
-        from benchmarks.batch_throughput import _pairs
+        from benchmarks.batch_throughput import mixed_pairs
 
-        contents, styles = _pairs(size, 1)
+        contents, styles = mixed_pairs(size, 1)
         content, style = contents[0], styles[0]
     except Exception:  # noqa: BLE001 - the shared images are optional
         pass
@@ -122,9 +122,9 @@ def main(argv=None) -> dict:
     report = {"machine": machine_info(), "devices": [str(d) for d in jax.devices()], "quick": args.quick, "parts": {}}
 
     if args.quick:
-        from benchmarks.step_time import _random_vgg
+        from benchmarks.step_time import random_vgg
 
-        vgg = _random_vgg()
+        vgg = random_vgg()
     else:
         from jaxstyle import load_vgg19
 

@@ -23,13 +23,14 @@ import jax
 import numpy as np
 
 from benchmarks.machine import machine_info
-from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
-from jaxstyle import StyleConfig, image_io, load_vgg19, stylize
+from benchmarks.step_time import SHALLOW, SHARED, random_vgg
+from jaxstyle import StyleConfig, load_vgg19, stylize
 from jaxstyle.engine.batch import stylize_batch
 from jaxstyle.engine.sharding import batch_mesh
+from jaxstyle.io import images as image_io
 
 
-def _pairs(size: int, n: int):
+def mixed_pairs(size: int, n: int):
     contents = [SHARED / f for f in ("tubingen.jpg", "golden_gate.jpg")]
     styles = [SHARED / f for f in ("starry_night.jpg", "the_scream.jpg", "shipwreck.jpg", "seated-nude.jpg")]
     if all(p.exists() for p in contents + styles):
@@ -53,9 +54,9 @@ def main(argv=None) -> None:
     parser.add_argument("--shallow", action="store_true", help="content relu2_1, style relu1_1,relu2_1 (quick checks)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
-    vgg = _random_vgg() if args.random_weights else load_vgg19()
+    vgg = random_vgg() if args.random_weights else load_vgg19()
     config = StyleConfig(iterations=args.steps, optimizer=args.optimizer, **(SHALLOW if args.shallow else {}))
-    contents, styles = _pairs(args.size, args.pairs)
+    contents, styles = mixed_pairs(args.size, args.pairs)
     info = machine_info()
     rows = []
 

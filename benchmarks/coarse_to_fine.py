@@ -21,7 +21,8 @@ from pathlib import Path
 
 from benchmarks.machine import machine_info
 from benchmarks.step_time import SHARED
-from jaxstyle import StyleConfig, image_io, load_vgg19, stylize
+from jaxstyle import StyleConfig, load_vgg19, stylize
+from jaxstyle.io import images as image_io
 
 
 def parse_schedule(text: str) -> tuple[tuple[int, ...], int]:

@@ -142,8 +142,8 @@ def measure(vgg, contents, styles, optimizer: str, steps: int) -> dict:
 
 
 def main(argv=None) -> None:
-    from benchmarks.batch_throughput import _pairs
-    from benchmarks.step_time import _random_vgg
+    from benchmarks.batch_throughput import mixed_pairs
+    from benchmarks.step_time import random_vgg
     from jaxstyle import load_vgg19
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,8 +154,8 @@ def main(argv=None) -> None:
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
-    vgg = _random_vgg() if args.random_weights else load_vgg19()
-    contents, styles = _pairs(args.size, args.batch)
+    vgg = random_vgg() if args.random_weights else load_vgg19()
+    contents, styles = mixed_pairs(args.size, args.batch)
     info = machine_info()
     rows = []
     for optimizer in args.optimizers.split(","):

@@ -45,8 +45,9 @@ import optax
 
 from benchmarks.evaluations import EvaluationCounter
 from benchmarks.machine import machine_info
-from benchmarks.step_time import SHALLOW, SHARED, _random_vgg
-from jaxstyle import StyleConfig, image_io, load_vgg19, style_problem
+from benchmarks.step_time import SHALLOW, SHARED, random_vgg
+from jaxstyle import StyleConfig, load_vgg19, style_problem
+from jaxstyle.io import images as image_io
 from jaxstyle.optim import Optimizer, adam, from_optax, init_loop, lbfgs, optimizer_from_factory, run_steps
 
 TARGETS = (0.1, 0.01, 0.001)
@@ -239,7 +240,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     optimizers = [resolve(spec) for spec in args.optimizers.split(",") if spec]
-    vgg = _random_vgg() if args.random_weights else load_vgg19()
+    vgg = random_vgg() if args.random_weights else load_vgg19()
     config = StyleConfig(**SHALLOW, style_weight=1.0) if args.shallow else StyleConfig()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

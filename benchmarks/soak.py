@@ -4,7 +4,7 @@
 
 Writes a few hundred small synthetic pairs to a temporary folder (content images in three
 aspect ratios, so three shape buckets; more distinct style images than the run caches, so the
-style caches must evict) and runs them through :func:`jaxstyle.jobs.batch.run_pairs` with random
+style caches must evict) and runs them through :func:`jaxstyle.jobs.pairs.run_pairs` with random
 VGG-19 weights, the path `jaxstyle batch` takes. After every finished pair it records the
 process's resident memory (RSS, from /proc) and the number of XLA compilations so far
 (JAX's ``/jax/core/compile/backend_compile_duration`` events).
@@ -30,11 +30,11 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.machine import machine_info
-from benchmarks.step_time import _random_vgg
+from benchmarks.step_time import random_vgg
 from jaxstyle import StyleConfig
 from jaxstyle.engine.batch import bucket_shape
-from jaxstyle.jobs.batch import CACHED_STYLES, run_pairs
 from jaxstyle.jobs.manifest import Pair
+from jaxstyle.jobs.pairs import CACHED_STYLES, run_pairs
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 SHAPES = ((32, 64), (64, 32), (64, 64), (30, 60), (66, 36), (50, 52))  # six sizes, three buckets at 64 px
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, seconds, **kw: compiles.append(kw.get("fun_name", "?")) if event == COMPILE_EVENT else None)
-    vgg = _random_vgg()
+    vgg = random_vgg()
     config = StyleConfig(iterations=args.steps)
     samples = []
     with tempfile.TemporaryDirectory(prefix="jaxstyle-soak-") as tmp:

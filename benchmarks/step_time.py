@@ -28,10 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.machine import machine_info
-from jaxstyle import StyleConfig, image_io, load_vgg19
+from jaxstyle import StyleConfig, load_vgg19
 from jaxstyle.engine.memory import available_bytes, compiled_bytes
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import init_state, run_chunk
+from jaxstyle.io import images as image_io
 from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES
 from jaxstyle.objective.targets import compute_targets
 from jaxstyle.objective.terms import loss_weights
@@ -51,7 +52,7 @@ def _images(size: int):
     return content.astype(np.float32), content[::-1].copy().astype(np.float32)
 
 
-def _random_vgg():
+def random_vgg():
     from jaxstyle.model.vgg import CAFFE_PREPROCESSING, CONV_KERNEL_SHAPES
     from jaxstyle.weights.formats import VGGWeights
 
@@ -155,7 +156,7 @@ def main(argv=None) -> None:
                         "memory fits the device (host RAM on CPU), per precision")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
-    vgg = _random_vgg() if args.random_weights else load_vgg19()
+    vgg = random_vgg() if args.random_weights else load_vgg19()
     info = machine_info()
     precisions = args.precisions.split(",")
     peaks = {p: matmul_peak(p) for p in precisions}

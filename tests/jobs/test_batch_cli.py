@@ -278,7 +278,8 @@ def test_default_outputs_from_odd_stems_stay_inside(env, tmp_path):
 def test_a_dead_process_stops_the_others_within_seconds_and_a_rerun_resumes(env, folder, victim):
     out = folder / "out"
     coordinator = f"127.0.0.1:{free_port()}"
-    slow = [*FAST[:FAST.index("--iterations")], "--iterations", "400", *FAST[FAST.index("--iterations") + 2:]]
+    # long enough that both are still working when the first output lands (a few seconds a pair)
+    slow = [*FAST[:FAST.index("--iterations")], "--iterations", "150", *FAST[FAST.index("--iterations") + 2:]]
 
     def start(i):
         return subprocess.Popen([sys.executable, "-m", "jaxstyle", "batch", "--contents", str(folder / "photos"),

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import StyleConfig, color, stylize
+from jaxstyle import StyleConfig, stylize
 from jaxstyle.engine.batch import stylize_batch
 from jaxstyle.io.images import load_image, save_image
 from jaxstyle.model.vgg import extract_features
+from jaxstyle.objective import color
 from jaxstyle.objective.inputs import initial_image
 from jaxstyle.objective.losses import (
     gram_matrix,
