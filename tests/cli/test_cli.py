@@ -17,14 +17,6 @@ FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--quiet"]
 
 
-@pytest.fixture()
-def images(tmp_path):
-    content, style = tmp_path / "photo.jpg", tmp_path / "painting.png"
-    Image.fromarray((smooth_image(48, 64, 1) * 255).astype(np.uint8)).save(content)
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(style)
-    return content, style
-
-
 def test_stylize_writes_image_and_steps(env, images, tmp_path, capsys):
     content, style = images
     out = tmp_path / "out.png"

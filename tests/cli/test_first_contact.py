@@ -19,14 +19,6 @@ FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1", "--s
         "--quiet"]
 
 
-@pytest.fixture()
-def images(tmp_path):
-    content, style = tmp_path / "photo.png", tmp_path / "painting.png"
-    Image.fromarray((smooth_image(48, 64, 1) * 255).astype(np.uint8)).save(content)
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(style)
-    return content, style
-
-
 def test_examples_are_installed_small_images():
     sizes = [example_path(name).stat().st_size for name in NAMES]
     assert sum(sizes) <= 300_000, sizes
