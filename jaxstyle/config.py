@@ -47,6 +47,14 @@ def optimizer_name(optimizer) -> str:
     return getattr(optimizer, "name", None) or f"optax {type(optimizer).__name__}"
 
 
+SEED_RANGE = (-(2**63), 2**63)  # the seeds jax.random.key takes: 64-bit integers
+
+
+def is_seed(value) -> bool:
+    """True for an integer (or integral float) that jax.random.key takes."""
+    return is_integer(value) and SEED_RANGE[0] <= int(value) < SEED_RANGE[1]
+
+
 def is_integer(value) -> bool:
     """True for ints and integral finite floats (not bools, NaN, inf or strings)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -211,7 +219,7 @@ class StyleConfig:
         if self.conv == "winograd" and self.precision != "float32":
             raise ValueError(f"conv='winograd' needs precision float32 (its transforms lose too much in "
                              f"{self.precision}); use conv='auto' or 'direct'")
-        if not is_integer(self.seed) or not -(2**63) <= int(self.seed) < 2**63:  # what jax.random.key takes
+        if not is_seed(self.seed):
             raise ValueError(f"expected seed to be a 64-bit integer, got {self.seed!r}")
         set_("seed", int(self.seed))
         if self.style_blend is not None:

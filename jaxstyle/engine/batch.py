@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxstyle.config import StyleConfig, is_integer
+from jaxstyle.config import StyleConfig, is_seed
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import StyleResult, advance, run_stages, stages, start_state, terms_of
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
@@ -157,7 +157,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     seeds = [config.seed] * n if seeds is None else list(seeds)
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds (one per pair), got {len(seeds)}")
-    if not all(is_integer(s) and -(2**63) <= int(s) < 2**63 for s in seeds):  # what jax.random.key takes
+    if not all(is_seed(s) for s in seeds):
         raise ValueError(f"expected 64-bit integer seeds, got {seeds}")
     seeds = [int(s) for s in seeds]
     for name, per_pair in (("content masks", content_masks), ("style mask lists", style_masks),

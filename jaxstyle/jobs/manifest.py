@@ -38,7 +38,7 @@ import math
 import re
 from pathlib import Path, PureWindowsPath
 
-from jaxstyle.config import normalized_blend
+from jaxstyle.config import SEED_RANGE, normalized_blend
 from jaxstyle.io import storage
 from jaxstyle.io.images import IMAGE_SUFFIXES
 from jaxstyle.io.storage import Location, Url
@@ -103,7 +103,6 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _DELIMITERS = (",", ";", "\t")  # the header row shows which one a file uses
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")  # "0,5" in a ;-separated file (a European-locale spreadsheet)
-_SEED_RANGE = (-(2**63), 2**63)  # what jax.random.key takes
 
 
 def _line_of(before: str) -> int:
@@ -248,7 +247,7 @@ def _seed(row: dict, where: str, decimal_comma: bool) -> int | None:
         return None
     if number != int(number):
         raise ValueError(f"{where}: seed {row['seed']!r} is not an integer")
-    if not _SEED_RANGE[0] <= int(number) < _SEED_RANGE[1]:
+    if not SEED_RANGE[0] <= int(number) < SEED_RANGE[1]:
         raise ValueError(f"{where}: expected seed in [-2**63, 2**63), got {row['seed']!r}")
     return int(number)
 

@@ -61,11 +61,6 @@ class PairInputs:
     content_mask: np.ndarray | None
     blend: tuple[float, ...]
 
-    @property
-    def regions(self) -> int:
-        """Regions of the output with a style of their own (0: the styles are blended)."""
-        return len(self.styles) if self.content_mask is not None else 0
-
 
 def prepare_pair(content: ArrayLike, style, config: StyleConfig, *, content_mask: ArrayLike | None = None,
                  style_masks=None, style_blend=None, name: str = "") -> PairInputs:
