@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
+
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import memory
 from jaxstyle.engine.run import Progress, StyleResult
@@ -110,8 +112,6 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
                       style_names=[f"{path}: style image" for path in job.styles])
     grid = None
     if job.shard_image:  # checked per tile: the split is what lets an image beyond one device's memory run
-        import jax
-
         grid = spatial_grid(*content_shape, len(jax.local_devices()))
         memory.check_fits_sharded(*content_shape, config, str(job.content), grid)
     else:
