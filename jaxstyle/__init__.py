@@ -1,7 +1,7 @@
 """jaxstyle: neural style transfer (Gatys et al.) in JAX. Public API re-exports only."""
 
-from jaxstyle.api import style_problem, stylize, stylize_batch
-from jaxstyle.config import StyleConfig
+from jaxstyle.api import style_problem, stylize, stylize_batch, stylize_video
+from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.engine.batch import BatchProgress
 from jaxstyle.engine.problem import StyleProblem
 from jaxstyle.engine.run import Progress, StyleResult
@@ -13,5 +13,5 @@ from jaxstyle.weights.formats import VGGWeights, read_weights
 
 __all__ = ["BatchProgress", "LAYER_NAMES", "VGG19", "VGG19Features", "VGGWeights", "Optimizer", "Progress",
            "StyleConfig", "StyleProblem", "StyleResult", "fetch_weights", "load_image", "load_vgg19", "read_weights",
-           "save_image", "style_problem", "stylize", "stylize_batch"]
+           "save_image", "style_problem", "stylize", "stylize_batch", "stylize_video", "VideoConfig"]
 __version__ = "0.1.0"

@@ -23,14 +23,17 @@ from jaxstyle.config import (
     OPTIMIZERS,
     PRECISIONS,
     StyleConfig,
+    VideoConfig,
 )
 from jaxstyle.examples import CONTENT, STYLE, example_path
 from jaxstyle.io import storage
+from jaxstyle.jobs import distributed
 from jaxstyle.jobs.batch import EXIT_FAILED as EXIT_USAGE
 from jaxstyle.jobs.batch import EXIT_INTERRUPTED, BatchJob, run_batch_job
 from jaxstyle.jobs.network import load_network
 from jaxstyle.jobs.plan import plan_run
 from jaxstyle.jobs.single import SingleJob, refuse_overwrite, run_single
+from jaxstyle.jobs.video import VideoJob, run_video
 from jaxstyle.model.vgg import LAYER_NAMES
 from jaxstyle.optim import optimizer_from_factory
 from jaxstyle.weights import fetch
@@ -211,6 +214,75 @@ def _add_single_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
 
 
+def _frame_range(text: str) -> tuple[int, int | None]:
+    start, sep, end = text.partition(":")
+    try:
+        first = int(start) if start.strip() else 0
+        last = int(end) if end.strip() else None
+    except ValueError:
+        first, last = -1, None
+    if not sep or first < 0 or (last is not None and last <= first):
+        raise argparse.ArgumentTypeError(f"expected START:END (0-based, END excluded, either may be left out), "
+                                         f"got {text!r}")
+    return first, last
+
+
+def _add_video_options(vd: argparse.ArgumentParser) -> None:
+    vd.add_argument("input", help="a video file (anything FFmpeg reads) or a folder of frames (sorted by name)")
+    vd.add_argument("style", nargs="+", help="style image(s); several are blended (--style-blend)")
+    vd.add_argument("-o", "--output", required=True, help="output video (.mp4: H.264, the input's frame rate and "
+                    "audio; .mkv, .mov) or a folder (PNG frames)")
+    _add_style_options(vd)
+    vd.set_defaults(iterations=VIDEO_ITERATIONS, size=None)
+    vd.add_argument("--first-iterations", type=_non_negative_int, default=None, metavar="N",
+                    help="steps of a frame that starts afresh: the first, and the first after a scene cut "
+                         "(default: twice --iterations)")
+    vd.add_argument("--frames", type=_frame_range, default=(0, None), metavar="START:END",
+                    help="the frames to stylize, 0-based, END excluded (e.g. 0:48)")
+    vd.add_argument("--temporal-weight", type=_finite_float, default=VideoConfig.temporal_weight,
+                    help="weight of the temporal loss (the previous output warped onto the frame)")
+    vd.add_argument("--long-term", type=_ints, default=(1,), metavar="J1,J2,...",
+                    help="earlier frames (relative: 1 is the previous) whose warped outputs enter the temporal "
+                         "loss, closest first (e.g. 1,2,4: Ruder's long-term loss)")
+    vd.add_argument("--passes", type=_positive_int, default=1,
+                    help="more than 1: Ruder's multi-pass algorithm (passes alternate direction), or the "
+                         "Jacobi passes of --parallel (default there: 4)")
+    vd.add_argument("--temporal-from-pass", type=_positive_int, default=None, metavar="P",
+                    help="with --passes: the first pass with the temporal loss (default: the second half)")
+    vd.add_argument("--blend", type=_finite_float, default=VideoConfig.blend, metavar="DELTA",
+                    help="multi-pass start: DELTA c warp(neighbour) + (1 - DELTA c) current")
+    vd.add_argument("--cut-threshold", type=_finite_float, default=VideoConfig.cut_threshold, metavar="SHARE",
+                    help="a frame with less than this share of its pixels matched to the previous one starts "
+                         "afresh (a scene cut); 0: never")
+    vd.add_argument("--parallel", action="store_true",
+                    help="use every device: all frames of a pass at once (Jacobi passes), vmapped and sharded")
+    vd.add_argument("--frames-per-batch", type=_positive_int, default=None, metavar="N",
+                    help="with --parallel: frames optimised together (default: 1 per device)")
+    vd.add_argument("--flow", default="dis", metavar="dis|PATTERN",
+                    help="optical flow: dis (OpenCV, in-process), or Middlebury .flo files from another tool, "
+                         "a path pattern with {a} and {b} (input frame numbers) for the flow from a to b")
+    vd.add_argument("--dis-preset", choices=("ultrafast", "fast", "medium"), default="medium")
+    vd.add_argument("--fps", type=_finite_float, default=None, help="frame rate of a video made from a folder of "
+                    "frames (a video input keeps its own)")
+    vd.add_argument("--crf", type=_non_negative_int, default=18, help="H.264 quality: 0 (lossless) .. 51 (worst)")
+    vd.add_argument("--style-blend", type=_floats, default=None, metavar="W1,W2,...",
+                    help="one weight per style image (normalised to sum to 1; default equal)")
+    vd.add_argument("--style-masks", type=_csv, default=None, metavar="M1,M2,...",
+                    help="one mask per style image: the part of it whose style counts (white: use)")
+    vd.add_argument("--init", choices=("content", "noise"), default="content", help="start of a fresh frame")
+    vd.add_argument("--report", default=None, metavar="FILE.json",
+                    help="write per-frame losses, steps and seconds, the cuts and the warping error there")
+    vd.add_argument("--overwrite", action="store_true", help="replace an existing output (and discard an unfinished "
+                    "run of other settings)")
+    vd.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    vd.add_argument("--distributed", action="store_true", help="multi-host (with --parallel): "
+                    "jax.distributed.initialize(); each process takes a share of every pass's frames (the output's "
+                    "folder must be shared)")
+    vd.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
+    vd.add_argument("--num-processes", type=_positive_int, default=None)
+    vd.add_argument("--process-id", type=_non_negative_int, default=None)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the house's error format: one line on stderr, exit status 2 (no usage dump)."""
 
@@ -267,7 +339,11 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
     bt.add_argument("--num-processes", type=_positive_int, default=None)
     bt.add_argument("--process-id", type=_non_negative_int, default=None)
-    for parser_ in (st, dm, bt, pl):
+    vd = sub.add_parser("video", help="stylize a video (or a folder of frames) with temporal consistency "
+                        "(Ruder et al.): optical flow, warped starts, a temporal loss, scene cuts",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_video_options(vd)
+    for parser_ in (st, dm, bt, pl, vd):
         parser_.add_argument("--list-layers", action=_ListLayers, help="list layer names and aliases, then exit")
 
     wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
@@ -312,6 +388,8 @@ def _keep_compiled_programs() -> None:
 
 
 DEFAULT_SIZE = 512
+VIDEO_ITERATIONS = 50  # each later frame's steps: it starts from the previous frame's result, warped
+VIDEO_SIZE = 512
 
 
 def resolve_scales(args) -> None:
@@ -453,6 +531,70 @@ def _stylize(args) -> int:
     return 0
 
 
+def _video(args) -> int:
+    if args.scales or args.min_scale:
+        raise ValueError("--scales/--min-scale: a video runs at one scale")
+    args.size = args.size or VIDEO_SIZE
+    config = _config(args)
+    parallel = args.parallel
+    if args.distributed and not parallel:
+        raise ValueError("--distributed needs --parallel (the sequential mode is one frame after another)")
+    passes = args.passes if args.passes > 1 or not parallel else PARALLEL_PASSES
+    video = VideoConfig(temporal_weight=args.temporal_weight, relative_frames=args.long_term,
+                        first_iterations=args.first_iterations, passes=passes,
+                        temporal_from_pass=args.temporal_from_pass, blend=args.blend, cut_threshold=args.cut_threshold,
+                        mode="parallel" if parallel else "sequential")
+    start, end = args.frames
+    job = VideoJob(input=args.input, styles=tuple(args.style), output=args.output, config=config, video=video,
+                   size=args.size, style_size=_style_size(args), start=start, end=end, fps=args.fps, crf=args.crf,
+                   flow=args.flow, dis_preset=args.dis_preset, report=args.report, overwrite=args.overwrite,
+                   style_masks=tuple(args.style_masks) if args.style_masks else None, group=args.frames_per_batch,
+                   weights=_network_path(args), preprocessing=args.preprocessing, pooling=args.pooling)
+    share = {}
+    if args.distributed:
+        index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        share = {"assign": lambda i: i % count == index, "leader": index == 0,
+                 "barrier": lambda p: distributed.barrier(f"jaxstyle-video-pass-{p}")}
+    _keep_compiled_programs()
+    bar = None
+
+    def on_frame(record, total) -> None:
+        nonlocal bar
+        if bar is None and not args.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+            if record.losses:
+                bar.set_postfix(loss=f"{record.losses['total']:.4g}", start=record.start)
+        else:
+            what = "resumed" if record.start == "resumed" else (
+                f"{record.start}, {record.steps} steps, {record.seconds:.1f} s, loss {record.losses['total']:.6g}")
+            _log(args, f"pass {record.pass_index + 1} frame {record.index}: {what}")
+        stop_if_interrupted()  # the frame is written: a resumed run starts after it
+
+    def notify(message: str) -> None:
+        _notify(message)
+
+    try:
+        run_video(job, on_frame=on_frame, notify=notify, log=lambda m: _log(args, m), **share)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        _notify(f"interrupted: the finished frames are kept in {args.output}.jaxstyle-work; run the same command "
+                f"again to resume")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+PARALLEL_PASSES = 4
+
+
 def _demo(args) -> int:
     """`stylize` of the example images installed with the package (:mod:`jaxstyle.examples`)."""
     args.content, args.style = str(example_path(CONTENT)), [str(example_path(STYLE))]
@@ -487,7 +629,8 @@ def _weights(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"stylize": _stylize, "demo": _demo, "batch": _batch, "weights": _weights, "plan": _plan}
+    commands = {"stylize": _stylize, "demo": _demo, "batch": _batch, "weights": _weights, "plan": _plan,
+                "video": _video}
     with Interruptions():
         try:
             return commands[args.command](args)

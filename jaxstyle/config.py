@@ -244,3 +244,74 @@ class StyleConfig:
     @property
     def all_layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+
+VIDEO_MODES = ("sequential", "parallel")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoConfig:
+    """The temporal options of a video run (Ruder, Dosovitskiy & Brox 2016), beside a
+    :class:`StyleConfig` whose ``iterations`` are each later frame's steps (each pass's, with
+    several passes).
+
+    temporal_weight: the weight of ``(1/D) sum c (x - warp(x_prev))^2`` on images in [0, 1]
+      (Ruder's 1e3 beside a content weight of 5 on 0-255 pixels would be ~1.3e7 here; 1e8 measured best on
+      benchmarks/video.py: warping error 0.06x that of independent frames, style loss unchanged).
+    relative_frames: the earlier frames i - j whose warped outputs enter frame i's temporal term
+      (J; ``(1,)`` is the short-term term, e.g. ``(1, 2, 4)`` adds long-term terms, closest first).
+    first_iterations: steps of a frame that starts afresh (the first, and the first after a cut);
+      default ``2 * iterations``.
+    passes: with more than 1, Ruder's multi-pass algorithm (sequential mode: passes alternate
+      direction; the temporal term from pass ``temporal_from_pass`` on, default the second half) or
+      the number of Jacobi passes (parallel mode).
+    blend: delta of the multi-pass start, ``delta c warp(neighbour) + (1 - delta c) current``.
+    cut_threshold: a frame whose share of pixels matched to the previous one (reliable flow and
+      similar colour) is below this starts afresh: a scene cut. 0 never cuts.
+    mode: ``"sequential"`` (frame after frame, one device) or ``"parallel"`` (every frame of a
+      pass at once, vmapped and sharded over all devices: Jacobi passes, each frame pulled towards
+      both neighbours' results of the previous pass).
+    """
+
+    temporal_weight: float = 1e8
+    relative_frames: tuple[int, ...] = (1,)
+    first_iterations: int | None = None
+    passes: int = 1
+    temporal_from_pass: int | None = None
+    blend: float = 0.5
+    cut_threshold: float = 0.3
+    mode: str = "sequential"
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        weight = _number(self.temporal_weight, "temporal_weight")
+        if not 0 <= weight < math.inf:
+            raise ValueError(f"expected temporal_weight to be a finite number >= 0, got {self.temporal_weight!r}")
+        set_("temporal_weight", weight)
+        frames = tuple(self.relative_frames)
+        if not frames or any(not is_integer(j) or j < 1 for j in frames) or len(set(frames)) != len(frames):
+            raise ValueError(f"expected relative_frames to be distinct integers >= 1, got {self.relative_frames!r}")
+        set_("relative_frames", tuple(sorted(int(j) for j in frames)))
+        if self.first_iterations is not None:
+            if not is_integer(self.first_iterations) or self.first_iterations < 0:
+                raise ValueError(f"expected first_iterations to be an integer >= 0, got {self.first_iterations!r}")
+            set_("first_iterations", int(self.first_iterations))
+        if not is_integer(self.passes) or self.passes < 1:
+            raise ValueError(f"expected passes to be an integer >= 1, got {self.passes!r}")
+        set_("passes", int(self.passes))
+        if self.temporal_from_pass is None:
+            set_("temporal_from_pass", self.passes // 2 + 1 if self.passes > 1 else 1)
+        elif not is_integer(self.temporal_from_pass) or not 1 <= self.temporal_from_pass:
+            raise ValueError(f"expected temporal_from_pass to be an integer >= 1, got {self.temporal_from_pass!r}")
+        set_("temporal_from_pass", int(self.temporal_from_pass))
+        for name in ("blend", "cut_threshold"):
+            value = _number(getattr(self, name), name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"expected {name} in [0, 1], got {getattr(self, name)!r}")
+            set_(name, value)
+        if self.mode not in VIDEO_MODES:
+            raise ValueError(f"expected mode in {VIDEO_MODES}, got {self.mode!r}")
+
+    def first_steps(self, iterations: int) -> int:
+        """Steps of a frame that starts afresh, beside ``iterations`` for the others."""
+        return 2 * iterations if self.first_iterations is None else self.first_iterations

@@ -44,6 +44,11 @@ def _client():
     return distributed.global_state.client
 
 
+def barrier(name: str, timeout_seconds: float = 24 * 3600) -> None:
+    """Wait until every process of the run has reached the barrier ``name`` (each name once)."""
+    _client().wait_at_barrier(name, int(timeout_seconds * 1000))
+
+
 class PeerFailure(RuntimeError):
     """Another process of the run died or the coordinator stopped answering."""
 

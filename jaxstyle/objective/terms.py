@@ -21,6 +21,7 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.model.convolutions import winograd_layers
 from jaxstyle.model.vgg import VGG19, Preprocessing, VGG19Features, preprocess, with_winograd_kernels
 from jaxstyle.objective.losses import normalized_gradient, total_variation, weighted_content_loss, weighted_style_loss
+from jaxstyle.objective.temporal import temporal_loss
 
 RANGE_PENALTY = 1e3
 
@@ -76,7 +77,10 @@ def loss_weights(config: StyleConfig) -> dict:
 def loss_terms(params, x: jax.Array, targets: dict, weights: dict, objective: Objective) -> dict:
     """Weighted objective terms at the iterate ``x`` [H, W, 3] (see module docstring):
     {content, style, tv, range, total}, float32 scalars. ``targets``: {content: {layer: [h, w, C]},
-    style: {layer: [C, C]} (or [R, C, C] with ``masks`` {layer: [R, h, w]}: one Gram per region)}."""
+    style: {layer: [C, C]} (or [R, C, C] with ``masks`` {layer: [R, h, w]}: one Gram per region)}.
+    A video frame's targets also hold ``temporal``: {warped: [J, H, W, 3], weights: [J, H, W]}
+    (:mod:`jaxstyle.objective.temporal`), weighted by ``weights["temporal_weight"]``: the term
+    ``temporal`` is then in the result too."""
     image = jnp.clip(x, 0.0, 1.0)
     feats = features(params, image, objective, objective.layers)
     content_feats = style_feats = feats
@@ -94,5 +98,8 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, objective: Ob
              "style": weights["style_weight"] * style,
              "tv": weights["tv_weight"] * total_variation(image),
              "range": RANGE_PENALTY * jnp.sum(outside * outside)}
-    terms["total"] = terms["content"] + terms["style"] + terms["tv"] + terms["range"]
+    if "temporal" in targets:
+        terms["temporal"] = weights["temporal_weight"] * temporal_loss(image, targets["temporal"]["warped"],
+                                                                        targets["temporal"]["weights"])
+    terms["total"] = sum(terms.values())
     return terms
