@@ -38,7 +38,7 @@ from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.engine import memory
 from jaxstyle.engine.sharding import batch_mesh
 from jaxstyle.engine.video import FrameRecord, stylize_video
-from jaxstyle.flow import DISFlow
+from jaxstyle.flow import DISFlow, require_opencv
 from jaxstyle.io import files, images, storage
 from jaxstyle.io import video as video_io
 from jaxstyle.jobs.flows import FlowProvider, needed_flows
@@ -198,6 +198,8 @@ def _check(job: VideoJob):
         raise ValueError("expected at least one style image, got none")
     source = _local(job.input, "the input")
     output = _local(job.output, "the output")
+    if job.flow == "dis":
+        require_opencv()
     info = video_io.probe(source)
     start, end = job.start, info.frames if job.end is None else job.end
     if start < 0 or (job.end is not None and end <= start):

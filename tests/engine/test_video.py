@@ -80,7 +80,8 @@ def test_a_resumed_run_computes_only_the_missing_frames_and_gives_the_same_video
 
 def test_multi_pass_alternates_direction_and_blends(random_vgg):
     frames, flow = pan(3), pan_flow(step=2.5)  # half a pixel off: neighbours' warps do not agree exactly
-    result = stylize_video(frames, STYLE, vgg=random_vgg, flow=flow, config=StyleConfig(iterations=4, style_weight=1e-1),
+    result = stylize_video(frames, STYLE, vgg=random_vgg, flow=flow,
+                           config=StyleConfig(iterations=4, style_weight=1e-1),
                            video=VideoConfig(passes=3, first_iterations=4))
     order = [(r.pass_index, r.index, r.start) for r in result.records]
     assert order[:3] == [(0, 0, "content"), (0, 1, "warped"), (0, 2, "warped")]
