@@ -244,9 +244,9 @@ def _add_video_options(vd: argparse.ArgumentParser) -> None:
     vd.add_argument("--long-term", type=_ints, default=(1,), metavar="J1,J2,...",
                     help="earlier frames (relative: 1 is the previous) whose warped outputs enter the temporal "
                          "loss, closest first (e.g. 1,2,4: Ruder's long-term loss)")
-    vd.add_argument("--passes", type=_positive_int, default=1,
+    vd.add_argument("--passes", type=_positive_int, default=None,
                     help="more than 1: Ruder's multi-pass algorithm (passes alternate direction), or the "
-                         "Jacobi passes of --parallel (default there: 4)")
+                         "Jacobi passes of --parallel (default: 1, with --parallel 4)")
     vd.add_argument("--temporal-from-pass", type=_positive_int, default=None, metavar="P",
                     help="with --passes: the first pass with the temporal loss (default: the second half)")
     vd.add_argument("--blend", type=_finite_float, default=VideoConfig.blend, metavar="DELTA",
@@ -539,7 +539,14 @@ def _video(args) -> int:
     parallel = args.parallel
     if args.distributed and not parallel:
         raise ValueError("--distributed needs --parallel (the sequential mode is one frame after another)")
-    passes = args.passes if args.passes > 1 or not parallel else PARALLEL_PASSES
+    if args.frames_per_batch and not parallel:
+        raise ValueError("--frames-per-batch applies to --parallel")
+    passes = args.passes or (PARALLEL_PASSES if parallel else 1)
+    if passes == 1 and (args.temporal_from_pass or args.blend != VideoConfig.blend):
+        raise ValueError("--temporal-from-pass and --blend apply to several --passes")
+    if parallel and args.temporal_from_pass:
+        raise ValueError("--temporal-from-pass applies to the sequential multi-pass mode (--parallel couples "
+                         "neighbours from its second pass on)")
     video = VideoConfig(temporal_weight=args.temporal_weight, relative_frames=args.long_term,
                         first_iterations=args.first_iterations, passes=passes,
                         temporal_from_pass=args.temporal_from_pass, blend=args.blend, cut_threshold=args.cut_threshold,
@@ -554,7 +561,7 @@ def _video(args) -> int:
     if args.distributed:
         index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         share = {"assign": lambda i: i % count == index, "leader": index == 0,
-                 "barrier": lambda p: distributed.barrier(f"jaxstyle-video-pass-{p}")}
+                 "barrier": lambda name: distributed.barrier(f"jaxstyle-video-{name}")}
     _keep_compiled_programs()
     bar = None
 

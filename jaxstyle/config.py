@@ -301,8 +301,9 @@ class VideoConfig:
         set_("passes", int(self.passes))
         if self.temporal_from_pass is None:
             set_("temporal_from_pass", self.passes // 2 + 1 if self.passes > 1 else 1)
-        elif not is_integer(self.temporal_from_pass) or not 1 <= self.temporal_from_pass:
-            raise ValueError(f"expected temporal_from_pass to be an integer >= 1, got {self.temporal_from_pass!r}")
+        elif not is_integer(self.temporal_from_pass) or not 1 <= self.temporal_from_pass <= self.passes:
+            raise ValueError(f"expected temporal_from_pass to be an integer in 1 .. passes ({self.passes}), "
+                             f"got {self.temporal_from_pass!r}")
         set_("temporal_from_pass", int(self.temporal_from_pass))
         for name in ("blend", "cut_threshold"):
             value = _number(getattr(self, name), name)

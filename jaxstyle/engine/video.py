@@ -175,9 +175,13 @@ class _Run:
                 "temporal_weight": jnp.float32(self.video.temporal_weight if temporal else 0.0)}
 
     def targets(self, i: int):
-        """(pair, targets without the temporal part) of frame i."""
+        """(pair, targets without the temporal part) of frame i. Under ``preserve_colors="histogram"``
+        every frame keeps the style images as recoloured to frame 0: style targets that followed each
+        frame's colours would flicker (and be computed again for every frame)."""
         pair = prepare_pair(self.frames[i], self.style, self.config, style_masks=self.style_masks,
                             name=f"of frame {i}")
+        if self.config.preserve_colors == "histogram":
+            pair = dataclasses.replace(pair, styles=self.pair0.styles)
         return pair, stage_targets(self.params, pair, self.program.objective, self.shape, 1.0, cache=self.gram_cache,
                                    vgg=self.vgg)
 
@@ -249,8 +253,8 @@ def stylize_video(frames: Sequence, style, *, vgg: VGG19, flow: FlowSource, conf
     video: the temporal options (:class:`~jaxstyle.config.VideoConfig`). store: where frames go
       (default in memory); frames already in it are not recomputed (resume).
     on_frame(record, image): after every frame (image None for a resumed one).
-    chunk: steps per compiled chunk. Parallel mode: ``mesh`` (a one-axis device mesh, default all
-      local devices), ``group`` frames per compiled batch (default one per device), ``assign(i)``
+    chunk: steps per compiled chunk. Parallel mode: ``mesh`` (a one-axis mesh over the
+      devices; None: one device), ``group`` frames per compiled batch (default one per device), ``assign(i)``
       whether this process computes frame i, ``barrier(pass)`` after each pass (multi-host runs).
     """
     if len(frames) == 0:
@@ -383,13 +387,16 @@ def _parallel(run: _Run, store: FrameStore, on_frame, mesh, group, assign, barri
             steps = np.asarray(state.steps)
             x = np.asarray(x)
             seconds = (time.perf_counter() - begin) / len(members)
-            for m, i in enumerate(members):
+            finished = []
+            for m, i in enumerate(members):  # all stored before any callback, which may interrupt
                 image = run.finish(jnp.asarray(x[m]), pairs[m])
                 record = FrameRecord(i, p, hows[m], iterations, int(steps[m]), seconds,
                                      {k: float(v[m]) for k, v in terms.items()}, run.cut(i)[1],
                                      "nonfinite" if nonfinite[m] else "done")
                 store.put(p, i, image, record)
                 records.append(record)
+                finished.append((record, image))
+            for record, image in finished:
                 on_frame(record, image)
         barrier(p)
     return records

@@ -12,9 +12,8 @@ the input, for the flow from frame a to frame b); they are resized to the workin
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,70 +35,154 @@ def needed_flows(count: int, relative_frames: Sequence[int], passes: int, parall
     return list(dict.fromkeys(order))
 
 
+UNKNOWN_FLOW = 1e9  # Middlebury's marker of an unknown flow vector: at or above it, in either component
+OUT_OF_FRAME = 1e6  # what an unknown vector becomes: a match far out of frame, so its weight is 0
+
+
 class FlowProvider:
     """Flows between the frames of one input at one size, by index.
 
     frames: the working frames (indexable, uint8 or float [H, W, 3]); offset: the input's number
     of frame 0 (for ``.flo`` names); compute: a :data:`~jaxstyle.flow.FlowFunction`; cache: a folder
-    (None: keep nothing); pattern: read ``.flo`` files instead of computing.
+    (kept as float16 ``.npy``: a hundredth of a pixel at small motions); pattern: read ``.flo``
+    files instead of computing. :meth:`prefetch` computes ahead in the run's order, at most
+    ``ahead`` flows beyond the newest one asked for, and only the ``keep`` newest flows stay in
+    memory (the rest are read back from the cache), so a long video needs no more memory than a
+    short one.
     """
 
     def __init__(self, frames: Sequence, *, compute: FlowFunction | None = None, cache: Path | None = None,
-                 pattern: str | None = None, offset: int = 0, log: Callable[[str], None] = lambda message: None):
+                 pattern: str | None = None, offset: int = 0, ahead: int = 24, keep: int = 48):
         if (compute is None) == (pattern is None):
             raise ValueError("expected a flow function or a .flo file pattern, not both or neither")
         self.frames, self.compute, self.cache, self.pattern, self.offset = frames, compute, cache, pattern, offset
         self.shape = np.asarray(frames[0]).shape[:2]
-        self._futures: dict[tuple[int, int], concurrent.futures.Future] = {}
-        self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxstyle-flow")
+        self.ahead, self.keep = ahead, keep
         self.computed = 0
-        self.log = log
+        self._recent: dict[tuple[int, int], np.ndarray] = {}
+        self._order: list[tuple[int, int]] = []
+        self._position: dict[tuple[int, int], int] = {}
+        self._asked = -1  # the furthest position in the order asked for so far
+        self._done: set[tuple[int, int]] = set()
+        self._error: BaseException | None = None
+        self._stop = False
+        self._changed = threading.Condition()
+        self._worker: threading.Thread | None = None
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
 
-    def prefetch(self, pairs: Iterable[tuple[int, int]]) -> None:
-        """Start computing ``pairs`` in order on the background thread."""
-        for pair in pairs:
-            self._future(pair)
+    def flo_path(self, a: int, b: int) -> Path:
+        return Path(self.pattern.format(a=a + self.offset, b=b + self.offset))
 
-    def _future(self, pair: tuple[int, int]) -> concurrent.futures.Future:
-        with self._lock:
-            future = self._futures.get(pair)
-            if future is None:
-                future = self._futures[pair] = self._pool.submit(self._load, *pair)
-            return future
+    def check_files(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """With a ``.flo`` pattern: every file the run will read exists (before anything runs)."""
+        if self.pattern is None:
+            return
+        for a, b in pairs:
+            path = self.flo_path(a, b)
+            if not path.is_file():
+                raise ValueError(f"{path}: no such flow file (the flow from frame {a + self.offset} to "
+                                 f"{b + self.offset}, by --flow {self.pattern})")
+
+    def prefetch(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Compute ``pairs`` in this order on a background thread, ahead of the run."""
+        with self._changed:
+            for pair in pairs:
+                if pair not in self._position:
+                    self._position[pair] = len(self._order)
+                    self._order.append(pair)
+        if self._worker is None and self.compute is not None:
+            self._worker = threading.Thread(target=self._work, name="jaxstyle-flow", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        for position, pair in enumerate(self._order):
+            with self._changed:
+                while not self._stop and position > self._asked + self.ahead:
+                    self._changed.wait()
+                if self._stop:
+                    return
+                if pair in self._done:
+                    continue
+            try:
+                flow = self._load(*pair)
+            except BaseException as exc:  # reported to the run at its next request
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
+                return
+            with self._changed:
+                self._remember(pair, flow)
+                self._changed.notify_all()
+
+    def _remember(self, pair: tuple[int, int], flow: np.ndarray) -> None:
+        self._done.add(pair)
+        self._recent[pair] = flow
+        while len(self._recent) > self.keep:
+            self._recent.pop(next(iter(self._recent)))
 
     def __call__(self, a: int, b: int) -> np.ndarray:
-        return self._future((a, b)).result()
+        pair = (a, b)
+        with self._changed:
+            position = self._position.get(pair)
+            if position is not None and position > self._asked:
+                self._asked = position
+                self._changed.notify_all()
+            if pair in self._recent:
+                return self._recent[pair]
+            while (self._worker is not None and self._worker.is_alive() and pair not in self._done
+                   and position is not None and self._error is None):
+                self._changed.wait(0.05)
+            if self._error is not None:
+                raise self._error
+            if pair in self._recent:
+                return self._recent[pair]
+        flow = self._load(a, b)  # not prefetched, or no longer in memory: from the cache, else computed here
+        with self._changed:
+            self._remember(pair, flow)
+        return flow
 
     def _cached(self, a: int, b: int) -> Path | None:
         return None if self.cache is None else self.cache / f"flow_{a + self.offset:06d}_{b + self.offset:06d}.npy"
 
     def _load(self, a: int, b: int) -> np.ndarray:
         if self.pattern is not None:
-            path = Path(self.pattern.format(a=a + self.offset, b=b + self.offset))
+            path = self.flo_path(a, b)
             if not path.is_file():
                 raise ValueError(f"{path}: no such flow file (the flow from frame {a + self.offset} to "
                                  f"{b + self.offset}, by --flow {self.pattern})")
-            return resize_flow(flo.read_flo(path), *self.shape)
+            flow = flo.read_flo(path)
+            unknown = ~np.isfinite(flow).all(-1) | (np.abs(flow) >= UNKNOWN_FLOW).any(-1)
+            flow[unknown] = OUT_OF_FRAME
+            return resize_flow(flow, *self.shape)
         cached = self._cached(a, b)
         if cached is not None and cached.is_file():
             try:
                 flow = np.load(cached)
-                if flow.shape == (*self.shape, 2) and flow.dtype == np.float32:
-                    return flow
+                if flow.shape == (*self.shape, 2):
+                    return flow.astype(np.float32)
             except (OSError, ValueError):
                 pass  # a damaged cache entry is computed again
-        flow = np.asarray(self.compute(np.asarray(self.frames[a]), np.asarray(self.frames[b])), np.float32)
+        try:
+            flow = np.asarray(self.compute(np.asarray(self.frames[a]), np.asarray(self.frames[b])), np.float32)
+        except Exception as exc:  # OpenCV's own errors, or a user's flow function
+            raise ValueError(f"the optical flow from frame {a + self.offset} to {b + self.offset} failed: "
+                             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
+                             ) from None
         if flow.shape != (*self.shape, 2) or not np.isfinite(flow).all():
-            raise ValueError(f"the flow function gave {flow.shape} (or non-finite values) for frames {a} -> {b}, "
-                             f"expected finite {(*self.shape, 2)}")
+            raise ValueError(f"the flow function gave {flow.shape} (or non-finite values) for frames "
+                             f"{a + self.offset} -> {b + self.offset}, expected finite {(*self.shape, 2)}")
         self.computed += 1
-        if cached is not None:
+        if cached is not None:  # as the cache keeps it, so that a resumed run sees the same flows
+            flow = flow.astype(np.float16)
             files.atomic_write(cached, lambda f: np.save(f, flow))
+            flow = flow.astype(np.float32)
         return flow
 
     def close(self) -> None:
-        """Stop computing what was not asked for yet."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop computing ahead (what was asked for is done)."""
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+        if self._worker is not None:
+            self._worker.join()

@@ -125,7 +125,8 @@ def input_digest(path: Path) -> str:
 
 def _settings(job: VideoJob, digest: str, styles: list[str], shape: tuple[int, int], end: int) -> dict:
     """What decides the frames: a resumed run must have made its frames with the same."""
-    return {"input": digest, "styles": styles, "shape": list(shape), "start": job.start, "end": end,
+    return {"input": digest, "styles": styles, "style_size": job.style_size or job.size, "shape": list(shape),
+            "start": job.start, "end": end,
             "config": repr(job.config), "video": repr(job.video), "flow": job.flow, "dis_preset": job.dis_preset,
             "weights": job.weights, "preprocessing": job.preprocessing, "pooling": job.pooling,
             "style_masks": list(job.style_masks or ())}
@@ -150,7 +151,7 @@ class DiskStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         images.save_image(path, image)
         with (self.folder / "records.jsonl").open("a") as f:
-            f.write(json.dumps(dataclasses.asdict(record)) + "\n")
+            f.write("\n" + json.dumps(dataclasses.asdict(record)))  # a line cut by a kill spoils no other
 
     def records(self) -> dict[tuple[int, int], FrameRecord]:
         """The newest record of every frame and pass written so far (a resumed run's included)."""
@@ -158,6 +159,8 @@ class DiskStore:
         path = self.folder / "records.jsonl"
         if path.is_file():
             for line in path.read_text().splitlines():
+                if not line.strip():
+                    continue
                 try:
                     record = FrameRecord(**json.loads(line))
                 except (ValueError, TypeError):
@@ -192,12 +195,16 @@ class WorkFrames(Sequence):
         return self._recent[index]
 
 
+def _is_frame_file(path: Path) -> bool:
+    return path.is_file() and path.name.startswith("frame_") and path.suffix == ".png"
+
+
 def _check(job: VideoJob):
     """(input, output, report path, info, end) of the job, checked."""
     if not job.styles:
         raise ValueError("expected at least one style image, got none")
-    source = _local(job.input, "the input")
-    output = _local(job.output, "the output")
+    source = _local(job.input, "the input").resolve()
+    output = _local(job.output, "the output").resolve()
     if job.flow == "dis":
         require_opencv()
     info = video_io.probe(source)
@@ -218,8 +225,13 @@ def _check(job: VideoJob):
     for style in job.styles:
         if storage.same_file(storage.location(output), storage.location(style)):
             raise ValueError(f"{output}: output would overwrite the style image {style}")
+    for named in (job.input, *job.styles, *(job.style_masks or ())):
+        if not video_out and Path(named).expanduser().resolve().is_relative_to(output):
+            raise ValueError(f"{output}: the output folder holds the input {named}")
     if output.exists() and not job.overwrite:
         raise ValueError(f"{output}: already exists (pass --overwrite to replace it)")
+    if output.is_dir() and (video_out or any(not _is_frame_file(p) for p in output.iterdir())):
+        raise ValueError(f"{output}: a folder with other files than frame_NNNNN.png; not replaced")
     if not output.parent.is_dir():
         raise ValueError(f"{output.parent}: no such folder for the output")
     report = None
@@ -229,11 +241,21 @@ def _check(job: VideoJob):
             raise ValueError(f"{job.report}: --report writes a .json file")
         if report.exists() and not job.overwrite:
             raise ValueError(f"{report}: already exists (pass --overwrite to replace it)")
+        if not report.parent.is_dir():
+            raise ValueError(f"{report.parent}: no such folder for the report")
     if job.style_masks is not None and len(job.style_masks) != len(job.styles):
         raise ValueError(f"--style-masks: expected {len(job.styles)} masks (one per style image), "
                          f"got {len(job.style_masks)}")
-    if job.flow != "dis" and ("{a}" not in job.flow or "{b}" not in job.flow):
-        raise ValueError(f"--flow: expected 'dis' or a .flo path pattern with {{a}} and {{b}}, got {job.flow!r}")
+    if job.flow != "dis":
+        try:
+            named = job.flow.format(a=0, b=1) != job.flow.format(a=1, b=0)
+        except (KeyError, IndexError, ValueError):
+            named = False
+        if not named or "{a" not in job.flow or "{b" not in job.flow:
+            raise ValueError(f"--flow: expected 'dis' or a .flo path pattern with {{a}} and {{b}} (and no other "
+                             f"fields), got {job.flow!r}")
+    if job.fps is not None and not (0 < job.fps < math.inf):
+        raise ValueError(f"--fps: expected a frame rate > 0, got {job.fps}")
     if job.video.mode == "parallel" and job.video.relative_frames != (1,):
         raise ValueError("--long-term applies to the sequential mode (the parallel mode couples neighbours)")
     job.config.blend_weights(len(job.styles))
@@ -243,13 +265,14 @@ def _check(job: VideoJob):
 def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], None] = lambda message: None,
               notify: Callable[[str], None] = lambda message: None,
               on_frame: Callable[[FrameRecord, int], None] | None = None,
-              assign: Callable[[int], bool] = lambda i: True, barrier: Callable[[int], None] = lambda p: None,
+              assign: Callable[[int], bool] = lambda i: True, barrier: Callable[[str], None] = lambda name: None,
               leader: bool = True) -> VideoOutcome:
     """Run ``job`` and write its output (and report); returns the :class:`VideoOutcome`.
 
     on_frame(record, total): after every frame (the progress bar). notify: what must be said
     even when quiet. assign, barrier, leader: a multi-host run's share (see
-    :func:`jaxstyle.engine.video.stylize_video`); only the leader assembles the output."""
+    :func:`jaxstyle.engine.video.stylize_video`; ``barrier(name)`` waits for every process): only
+    the leader prepares the work folder, decodes the frames and assembles the output."""
     config, video = job.config, job.video
     source, output, report_path, info, end = _check(job)
     height, width = video_io.fitted_video_shape(info.height, info.width, job.size)
@@ -267,43 +290,30 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
     digest = input_digest(source)
     settings = _settings(job, digest, [input_digest(Path(p)) for p in job.styles], (height, width), end)
     work = work_folder(output)
-    if work.exists():
-        previous = None
-        try:
-            previous = json.loads((work / "settings.json").read_text())
-        except (OSError, ValueError):
-            pass
-        if job.overwrite and previous != settings:
-            shutil.rmtree(work)
-        elif previous != settings:
-            raise ValueError(f"{work}: holds an unfinished run of other settings (pass --overwrite to discard it, "
-                             f"or run the command that made it)")
-        else:
-            notify(f"resuming from {work}")
-    work.mkdir(exist_ok=True)
-    files.atomic_write(work / "settings.json", lambda f: f.write(json.dumps(settings, indent=1).encode()))
-    frames = _decode(source, work / "input", job, (height, width), end, log)
+    if leader:  # in a multi-host run the leader prepares the shared work folder, the others wait for it
+        _prepare(work, settings, job.overwrite, notify)
+        _decode(source, work / "input", job, (height, width), end, log)
+    barrier("prepared")
+    frames = WorkFrames(work / "input", count)
     if vgg is None:
         vgg = load_network(job.weights, pooling=job.pooling, preprocessing=job.preprocessing, log=notify)
     flows = FlowProvider(
         _RawFrames(frames),
         compute=DISFlow(job.dis_preset) if job.flow == "dis" else None,
-        pattern=None if job.flow == "dis" else job.flow, offset=job.start, log=log,
+        pattern=None if job.flow == "dis" else job.flow, offset=job.start,
         cache=cache_dir() / "flow" / f"{digest}-{height}x{width}-dis-{job.dis_preset}" if job.flow == "dis" else None)
-    flows.prefetch(needed_flows(count, video.relative_frames, video.passes, video.mode == "parallel"))
-    total = count * video.passes
-    mesh = batch_mesh() if video.mode == "parallel" else None
-    store = DiskStore(work)
-    begin = time.perf_counter()
-
-    def frame_done(record: FrameRecord, image) -> None:
-        if on_frame is not None:
-            on_frame(record, total)
-
     try:
+        needed = needed_flows(count, video.relative_frames, video.passes, video.mode == "parallel")
+        flows.check_files(needed)
+        flows.prefetch(needed)
+        total = count * video.passes
+        mesh = batch_mesh() if video.mode == "parallel" else None
+        store = DiskStore(work)
+        begin = time.perf_counter()
         result = stylize_video(frames, styles, vgg=vgg, flow=flows, config=config, video=video, store=store,
-                               on_frame=frame_done, style_masks=masks, mesh=mesh, group=job.group,
-                               assign=assign, barrier=barrier)
+                               on_frame=None if on_frame is None else lambda record, image: on_frame(record, total),
+                               style_masks=masks, mesh=mesh, group=job.group, assign=assign,
+                               barrier=lambda p: barrier(f"pass-{p}"))
         seconds = time.perf_counter() - begin
         if not leader:
             return VideoOutcome(result.records, result.cuts, {}, output)
@@ -313,8 +323,9 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
         fps = info.fps if info.fps is not None else job.fps
         if video_io.is_video_output(output):
             audio = source if (info.has_audio and source.is_file()) else None
+            whole = job.start == 0 and end == info.frames  # the whole track: copied as it is
             video_io.write_video(output, outputs, fps, audio_from=audio, audio_start_s=float(job.start / fps),
-                                 audio_end_s=float(end / fps), crf=job.crf)
+                                 audio_end_s=None if whole else float(end / fps), crf=job.crf)
         else:
             _write_folder(output, outputs, job.overwrite)
         if report_path is not None:
@@ -326,6 +337,25 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
         f"{count / max(seconds, 1e-9):.2f} frames/s; warping error {report['warping_error']['output']:.5f}, "
         f"input {report['warping_error']['input']:.5f})")
     return VideoOutcome(result.records, result.cuts, report, output)
+
+
+def _prepare(work: Path, settings: dict, overwrite: bool, notify) -> None:
+    """The work folder, new, or an unfinished run's with the same settings (resumed)."""
+    if work.exists():
+        previous = None
+        try:
+            previous = json.loads((work / "settings.json").read_text())
+        except (OSError, ValueError):
+            pass
+        if overwrite and previous != settings:
+            shutil.rmtree(work)
+        elif previous != settings:
+            raise ValueError(f"{work}: holds an unfinished run of other settings (pass --overwrite to discard it, "
+                             f"or run the command that made it)")
+        else:
+            notify(f"resuming from {work}")
+    work.mkdir(exist_ok=True)
+    files.atomic_write(work / "settings.json", lambda f: f.write(json.dumps(settings, indent=1).encode()))
 
 
 class _RawFrames(Sequence):
@@ -378,12 +408,15 @@ def _write_folder(output: Path, frames: list[Path], overwrite: bool) -> None:
         raise
 
 
-def temporal_error(frames: Sequence, flows: Callable[[int, int], np.ndarray]) -> float:
+def temporal_error(frames: Sequence, flows: Callable[[int, int], np.ndarray], cuts: Sequence[int] = ()) -> float:
     """The mean warping error (Lai et al. 2018) of a sequence of frames [H, W, 3] in [0, 1] over
     its neighbouring pairs: each later frame warped onto the earlier with the input's flow, over the
-    pixels the input's forward-backward check finds unoccluded."""
+    pixels the input's forward-backward check finds unoccluded. Pairs across a scene cut (``cuts``:
+    the first frames of new shots) are left out."""
     errors = []
     for t in range(len(frames) - 1):
+        if t + 1 in cuts:
+            continue
         forward, backward = jnp.asarray(flows(t, t + 1)), jnp.asarray(flows(t + 1, t))
         mask = reliability(forward, backward)
         errors.append(float(warping_error(jnp.asarray(frames[t + 1]), jnp.asarray(frames[t]), forward, mask)))
@@ -413,8 +446,8 @@ def _report(job: VideoJob, result, frames: WorkFrames, flows, store: DiskStore, 
         "mode": job.video.mode, "passes": job.video.passes, "config": repr(job.config), "video": repr(job.video),
         "flow": job.flow if job.flow != "dis" else f"dis ({job.dis_preset})",
         "cuts": [c + job.start for c in result.cuts],
-        "warping_error": {"output": temporal_error(_Stored(store, result.passes - 1, count), flows),
-                          "input": temporal_error(frames, flows)},
+        "warping_error": {"output": temporal_error(_Stored(store, result.passes - 1, count), flows, result.cuts),
+                          "input": temporal_error(frames, flows, result.cuts)},
         "mean_losses": {k: mean(k) for k in ("content", "style", "temporal", "tv", "total")},
         "seconds": seconds, "frames_per_second": count / max(seconds, 1e-9),
         "frames_computed": len(last), "flows_computed": flows.computed,

@@ -95,3 +95,31 @@ def test_sigterm_keeps_the_finished_frames_and_the_same_command_resumes(env, ima
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "pass 1 frame 0: resumed" in resumed.stderr
     assert video_io.probe(out).frames == 6
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_frames_of_every_pass(env, images, tmp_path):
+    import os
+    import socket
+
+    _, style = images
+    clip = make_clip(tmp_path / "clip.mp4", n=4)
+    out = tmp_path / "out.mp4"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxstyle", "video", str(clip), str(style), "-o", str(out),
+                               *FAST, "--parallel", "--passes", "2", "--distributed", "--coordinator", coordinator,
+                               "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    errs = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        errs.append(err)
+    for i, err in enumerate(errs):  # each process computed its own frames of each pass, and only those
+        computed = {line.split(":")[0] for line in err.splitlines() if line.startswith("pass ")
+                    and "resumed" not in line}
+        assert computed == {f"pass {p} frame {k}" for p in (1, 2) for k in range(4) if k % 2 == i}, err
+    assert "wrote" in errs[0] and video_io.probe(out).frames == 4
