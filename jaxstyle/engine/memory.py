@@ -174,6 +174,23 @@ def auto_batch_size(height: int, width: int, config: StyleConfig,
                                        f"of {format_bytes(have)} free {where} each")
 
 
+def in_use(device: jax.Device | None = None) -> str:
+    """The memory a run holds now: the device's bytes in use (accelerators), else this process's
+    resident memory (CPU devices share it)."""
+    device = device or jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_in_use" in stats:
+        return f"{format_bytes(stats['bytes_in_use'])} on {device.device_kind}"
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return f"{format_bytes(pages * os.sysconf('SC_PAGE_SIZE'))} resident"
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return f"{format_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)} peak resident"
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":

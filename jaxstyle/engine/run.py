@@ -57,6 +57,7 @@ class Progress:
     loss: float
     _x: jax.Array  # a copy of the iterate: the loop state's own buffers are donated to the next chunk
     _finish: Callable[[np.ndarray], np.ndarray] | None = None
+    terms: dict | None = None  # the weighted terms at ``step`` (when the run tracks them)
 
     def image(self) -> np.ndarray:
         """The image at ``step``, float32 [H, W, 3] in [0, 1] (colours restored under
@@ -129,7 +130,8 @@ def run_stages(x: jax.Array, plan: list[Stage], *, targets_at: Callable[[Stage],
     targets, n)`` up to ``chunk`` steps, ``evaluate(x, targets)`` the weighted terms. ``members``:
     None when these functions take one image, else the number of real members of the batch along
     their leading axis (more may follow: padding). ``on_chunk(step, state, last_losses, targets,
-    stopped)`` runs after every chunk, ``step`` counted over all stages; chunks end at every
+    stopped)`` runs after every chunk, ``step`` counted over all stages (it may return a new loop
+    state to go on from, e.g. one started afresh with other loss weights); chunks end at every
     multiple of ``period`` global steps."""
     single = members is None
     count = 1 if single else members
@@ -143,7 +145,7 @@ def run_stages(x: jax.Array, plan: list[Stage], *, targets_at: Callable[[Stage],
         state = init(x, targets)
 
         def report(done, st, last, stage=stage, targets=targets, stopped=stopped):
-            on_chunk(stage.offset + done, st, last, targets, stopped)
+            return on_chunk(stage.offset + done, st, last, targets, stopped)
 
         state, history = drive(lambda st, n, targets=targets: advance(st, targets, n), state,
                                iterations=stage.iterations, chunk=chunk, period=period, offset=stage.offset,
@@ -177,12 +179,14 @@ def run_stages(x: jax.Array, plan: list[Stage], *, targets_at: Callable[[Stage],
 
 def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], state: LoopState, *,
           iterations: int, chunk: int, period: int | None = None, offset: int = 0,
-          on_chunk: Callable[[int, LoopState, np.ndarray], None] | None = None) -> tuple[LoopState, np.ndarray]:
+          on_chunk: Callable[[int, LoopState, np.ndarray], LoopState | None] | None = None
+          ) -> tuple[LoopState, np.ndarray]:
     """Run ``iterations`` steps as compiled chunks of at most ``chunk`` steps.
 
     Works for one image (losses [n]) and for a vmapped batch (losses [B, n]). Returns the
     final state and the loss history [..., steps] (NaN after a member stopped on a non-finite
-    loss). ``on_chunk(steps_done, state, last_finite_losses)`` runs after every chunk. Chunks
+    loss). ``on_chunk(steps_done, state, last_finite_losses)`` runs after every chunk; a state it
+    returns replaces the loop's (the steps already done still count). Chunks
     also end at every multiple of ``period`` (default ``chunk``) of the run's global step count,
     ``offset + steps_done``, so that callbacks of a multi-stage run fall on the same global steps
     whatever each stage's length (``--save-every``). Stops early once every member has stopped.
@@ -197,7 +201,9 @@ def drive(run: Callable[[LoopState, jax.Array], tuple[LoopState, jax.Array]], st
         history.append(losses)
         done += n
         if on_chunk is not None:
-            on_chunk(done, state, last_finite(np.concatenate(history, axis=-1)))
+            replaced = on_chunk(done, state, last_finite(np.concatenate(history, axis=-1)))
+            if replaced is not None:
+                state = replaced
         if bool(np.all(np.asarray(state.nonfinite))):
             break
     if not history:

@@ -27,12 +27,24 @@ from jaxstyle.objective.resample import resize
 from jaxstyle.objective.targets import stage_targets
 from jaxstyle.objective.terms import loss_weights
 
+STEERABLE = ("content_weight", "style_weight", "tv_weight")
+
+
+def check_steering(change: dict) -> None:
+    """ValueError unless ``change`` names only :data:`STEERABLE` weights, each finite and >= 0."""
+    for name, value in change.items():
+        if name not in STEERABLE:
+            raise ValueError(f"expected weights among {', '.join(STEERABLE)} to steer, got {name!r}")
+        if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+            raise ValueError(f"expected {name} to be a finite number >= 0, got {value!r}")
+
 
 def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG19,
             config: StyleConfig = StyleConfig(), init_image: ArrayLike | None = None,
             callback: Callable[[Progress], None] | None = None, callback_every: int = 50,
             mesh: jax.sharding.Mesh | None = None, content_mask: ArrayLike | None = None,
-            style_masks: list[ArrayLike | None] | None = None, track_terms: bool = False) -> StyleResult:
+            style_masks: list[ArrayLike | None] | None = None, track_terms: bool = False,
+            steer: Callable[[int], dict | None] | None = None) -> StyleResult:
     """Render ``content`` in the style of ``style``.
 
     content: float32 [H, W, 3] RGB in [0, 1]. style: one such image (any size) or a list of
@@ -49,6 +61,10 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
     style_masks: one mask (or None) per style image, [h, w] of that style image: the part of
       it whose statistics count (white: use).
     track_terms: also record the weighted loss terms after every chunk (``term_history``).
+    steer(step): after every chunk (and its callback), new values for some of ``content_weight``,
+      ``style_weight`` and ``tv_weight`` (a dict), or None. The weights are traced inputs of the
+      compiled loop, so a change compiles nothing; the optimizer starts afresh from the current
+      image (L-BFGS's curvature pairs belong to the old objective).
 
     With ``config.scales`` the run is coarse-to-fine: content and style are both shrunk by
     each stage's factor (the style keeps its size relative to the output), and every stage
@@ -62,7 +78,8 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
     evaluation = WholeImage() if mesh is None else SpatiallySharded(mesh)
     program = Program.build(config, vgg, callback_every, evaluation)
     start = time.perf_counter()
-    params, weights = evaluation.place_shared((program.objective.params(vgg), loss_weights(config)))
+    params, initial_weights = evaluation.place_shared((program.objective.params(vgg), loss_weights(config)))
+    weights = {"now": initial_weights}  # replaced by ``steer``; every call below reads the current one
     x = initial_image(jnp.asarray(pair.content), config, init_image, style=jnp.asarray(pair.styles[0]))
     finish = partial(restore_colors, original=pair.original, preserve_colors=config.preserve_colors)
     term_history = []
@@ -76,19 +93,28 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
                                       else resize(x, stage.shape))
 
     def on_chunk(step, state, last, targets, stopped):
+        terms = None
         if track_terms:
-            terms = evaluate(params, state.x, targets, weights, program=program)
-            term_history.append({"step": step, **{k: float(v) for k, v in terms.items()}})
+            terms = evaluate(params, state.x, targets, weights["now"], program=program)
+            terms = {k: float(v) for k, v in terms.items()}
+            term_history.append({"step": step, **terms})
         if callback is not None:
-            callback(Progress(step, config.total_iterations, float(last), jnp.copy(state.x), finish))
+            callback(Progress(step, config.total_iterations, float(last), jnp.copy(state.x), finish, terms))
+        change = steer(step) if steer is not None else None
+        if change:
+            check_steering(change)
+            weights["now"] = evaluation.place_shared(
+                {**weights["now"], **{k: jnp.float32(v) for k, v in change.items()}})
+            return init_state(params, state.x, targets, weights["now"], program=program)
+        return None
 
     outcome = run_stages(
         x, stages(height, width, config), targets_at=targets_at, start_x=start_x,
-        init=lambda x, targets: init_state(params, x, targets, weights, program=program),
-        advance=lambda state, targets, n: run_chunk(params, state, targets, weights, n, program=program),
-        evaluate=lambda x, targets: evaluate(params, x, targets, weights, program=program),
+        init=lambda x, targets: init_state(params, x, targets, weights["now"], program=program),
+        advance=lambda state, targets, n: run_chunk(params, state, targets, weights["now"], n, program=program),
+        evaluate=lambda x, targets: evaluate(params, x, targets, weights["now"], program=program),
         chunk=program.chunk, period=callback_every,
-        on_chunk=on_chunk if callback is not None or track_terms else None)
+        on_chunk=on_chunk if callback is not None or track_terms or steer is not None else None)
     history = outcome.histories[0]
     return StyleResult(image=finish(outcome.images[0]), loss_history=history,
                        status="nonfinite" if outcome.stopped[0] else "done", steps=len(history),

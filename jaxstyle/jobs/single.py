@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+import numpy as np
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import memory
@@ -22,6 +23,7 @@ from jaxstyle.engine.run import Progress, StyleResult
 from jaxstyle.engine.sharding import spatial_grid, spatial_mesh
 from jaxstyle.engine.stylize import stylize
 from jaxstyle.io import images, plot, storage
+from jaxstyle.jobs import live as live_page
 from jaxstyle.jobs.network import load_network
 from jaxstyle.model.vgg import VGG19
 from jaxstyle.objective.inputs import check_stage_sizes
@@ -34,7 +36,8 @@ class SingleJob:
     overrides ``config.init``). plot: a .png for the loss curves. save_every: also save every N
     steps. shard_image: split the image over all local devices. save_on_interrupt: write the
     latest image to the output when interrupted. weights, preprocessing, pooling: the network
-    (default: the cached weights)."""
+    (default: the cached weights). preview: serve the live page (:mod:`jaxstyle.jobs.live`) on this
+    port (0: any free one) of ``preview_host``."""
 
     content: str
     styles: tuple[str, ...]
@@ -53,6 +56,8 @@ class SingleJob:
     weights: str | None = None
     preprocessing: str | None = None
     pooling: str = "max"
+    preview: int | None = None
+    preview_host: str = "127.0.0.1"
 
 
 def refuse_overwrite(path: storage.Location, overwrite: bool) -> None:
@@ -133,9 +138,16 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     if job.save_every:
         storage.make_folder(steps_dir)
     latest = {}
+    page = None
+    if job.preview is not None:
+        names = ", ".join(storage.location(p).name for p in job.styles)
+        page = live_page.start(f"{storage.location(job.content).name} in the style of {names}",
+                               config.total_iterations, config, job.preview_host, job.preview, notify)
 
     def progressed(progress: Progress) -> None:
         latest.update(step=progress.step, image=progress.image())
+        if page is not None:
+            page.progressed(progress, lambda: images.resize_to(latest["image"], *content.shape[:2]), output)
         if job.save_every and progress.step % job.save_every == 0:  # global steps, over all stages
             # a coarse stage's image at the output's size, so that the saved steps make one sequence
             images.save_image(steps_dir / f"step_{progress.step:05d}.png",
@@ -151,7 +163,15 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     try:
         result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image, callback=progressed,
                          callback_every=every, mesh=mesh, content_mask=content_mask, style_masks=masks,
-                         track_terms=plot_path is not None)
+                         track_terms=plot_path is not None or page is not None,
+                         steer=None if page is None else lambda step: page.steer(step, log))
+    except live_page.StopRequested:
+        image = images.resize_to(latest["image"], *content.shape[:2])
+        images.save_image(output, image)
+        notify(f"stopped from the preview page at step {latest['step']}/{config.total_iterations}: saved {output}")
+        page.close("stopped")
+        return StyleResult(image=image, loss_history=np.asarray([], np.float32), status="stopped",
+                           steps=latest["step"], losses={}, seconds=0.0)
     except KeyboardInterrupt:
         if latest and job.save_on_interrupt:
             image = latest["image"]
@@ -161,6 +181,9 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
             notify(f"interrupted at step {latest['step']}/{config.total_iterations}: saved the partial "
                    f"result to {output}")
         raise
+    finally:
+        if page is not None:
+            page.close("ended")
     images.save_image(output, result.image)
     if plot_path is not None:
         names = ", ".join(storage.location(p).name for p in job.styles)

@@ -280,7 +280,12 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
     style_shapes = [images.fitted_shape(*images.image_size(p), style_size) for p in job.styles]
     check_stage_sizes(height, width, style_shapes, config, content_name=f"{source}: frames",
                       style_names=[f"{path}: style image" for path in job.styles])
-    memory.check_fits(height, width, config, f"{source} (frames)")
+    batch = 1
+    if video.mode == "parallel":  # a group of frames at once: per device, or all on one host's memory
+        devices = jax.local_devices()
+        group = -(-(job.group or len(devices)) // len(devices)) * len(devices)
+        batch = group if devices[0].platform == "cpu" else group // len(devices)
+    memory.check_fits(height, width, config, f"{source} (frames)", batch=batch)
     styles = [images.load_image(path, max_size=style_size) for path in job.styles]
     masks = None
     if job.style_masks:

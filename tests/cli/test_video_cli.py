@@ -73,7 +73,8 @@ def test_a_missing_video_extra_is_named(env, images, clip, tmp_path, capsys, mon
 
 
 @pytest.mark.slow
-def test_sigterm_keeps_the_finished_frames_and_the_same_command_resumes(env, images, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stop_or_a_crash_keeps_the_finished_frames_and_the_same_command_resumes(env, images, tmp_path, how):
     _, style = images
     clip = make_clip(tmp_path / "clip.mp4", n=6)
     out = tmp_path / "out.mp4"
@@ -84,11 +85,14 @@ def test_sigterm_keeps_the_finished_frames_and_the_same_command_resumes(env, ima
     for line in proc.stderr:  # wait for the second finished frame
         if line.startswith("pass 1 frame 1:") or time.time() > deadline:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(how)
     err = proc.stderr.read()
     proc.wait(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "the finished frames are kept" in err
+    if how == signal.SIGTERM:
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "the finished frames are kept" in err
+    else:  # killed outright: nothing said, nothing cleaned up, and still nothing lost
+        assert proc.returncode == -signal.SIGKILL
     done = sorted(p.name for p in (tmp_path / "out.mp4.jaxstyle-work" / "pass_0").glob("*.png"))
     assert done[:2] == ["frame_00000.png", "frame_00001.png"] and not out.exists()
     resumed = subprocess.run(args, cwd=ROOT, stderr=subprocess.PIPE, text=True, timeout=600)

@@ -1,0 +1,169 @@
+"""The preview page's server: Starlette on uvicorn, in a daemon thread beside the run.
+
+Safe by default: it listens on 127.0.0.1 only (another address only when asked, with a warning);
+every request, the event stream included, must carry the run's random token (``?token=`` or the
+``X-Jaxstyle-Token`` header); a request whose ``Host`` is not the server's own (DNS rebinding) or
+whose ``Origin`` is another site's is refused; controls are JSON posts (a cross-site form cannot send
+one); and nothing the page sends names a file: it can only ask to stop, to save a snapshot (the
+run picks the name) or to change the steerable weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import threading
+from importlib import resources
+
+from jaxstyle.preview.live import LiveRun
+
+LOOPBACK = "127.0.0.1"
+
+
+def require_server():
+    """(starlette, uvicorn), or a one-line hint to install the preview extra."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise ValueError("--preview needs Starlette and uvicorn: pip install 'jaxstyle[preview]'") from None
+    return uvicorn
+
+
+def _page() -> bytes:
+    return resources.files("jaxstyle.preview").joinpath("page.html").read_bytes()
+
+
+class PreviewServer:
+    """Serves ``live`` on ``host``:``port`` (0: any free port) until :meth:`stop`."""
+
+    def __init__(self, live: LiveRun, host: str = LOOPBACK, port: int = 0):
+        uvicorn = require_server()
+        self.live, self.host = live, host
+        self.token = secrets.token_urlsafe(18)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError as exc:
+            self._socket.close()
+            raise ValueError(f"--preview: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._socket.listen(64)  # connections wait in the backlog until the server thread takes them
+        self.port = self._socket.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        self.origin = f"http://{shown}:{self.port}"
+        self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"} | (
+            {f"127.0.0.1:{self.port}"} if host in (LOOPBACK, "0.0.0.0") else set())
+        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="jaxstyle-preview", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/?token={self.token}"
+
+    def start(self, timeout: float = 10.0) -> PreviewServer:
+        """Start serving; returns once the server accepts requests."""
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+    def allowed(self, headers: dict, token: str | None) -> str | None:
+        """Why a request is refused (None: it is not)."""
+        if headers.get("host") not in self._hosts:
+            return "unknown host"
+        origin = headers.get("origin")
+        if origin is not None and origin != self.origin and origin != f"http://localhost:{self.port}":
+            return "another origin"
+        if not token or not secrets.compare_digest(token, self.token):
+            return "no or wrong token"
+        return None
+
+    def _app(self):
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response, StreamingResponse
+        from starlette.routing import Route
+
+        live = self.live
+
+        def guard(request: Request) -> Response | None:
+            token = request.query_params.get("token") or request.headers.get("x-jaxstyle-token")
+            why = self.allowed(dict(request.headers), token)
+            return None if why is None else Response(f"forbidden: {why}\n", status_code=403,
+                                                     media_type="text/plain")
+
+        async def page(request: Request):
+            return guard(request) or Response(_page(), media_type="text/html",
+                                              headers={"Cache-Control": "no-store",
+                                                       "Content-Security-Policy": "default-src 'self'; "
+                                                       "style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                                                       "img-src 'self' blob:; connect-src 'self'",
+                                                       "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+
+        async def state(request: Request):
+            refused = guard(request)
+            if refused:
+                return refused
+            return JSONResponse(live.state(int(request.query_params.get("since", "0") or 0)))
+
+        async def events(request: Request):
+            refused = guard(request)
+            if refused:
+                return refused
+
+            async def stream():
+                sent, points = -1, 0
+                while not await request.is_disconnected():
+                    now = live.state(points)
+                    if now["version"] != sent:
+                        sent, points = now["version"], now["points"]
+                        yield f"data: {json.dumps(now)}\n\n"
+                        if now["status"] != "running":
+                            return
+                    await asyncio.sleep(0.1)
+
+            return StreamingResponse(stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+        async def image(request: Request):
+            refused = guard(request)
+            if refused:
+                return refused
+            which = request.path_params.get("index")
+            data = await asyncio.to_thread(live.image_png if which is None else lambda: live.recent_png(int(which)))
+            if data is None:
+                return Response("no image yet\n", status_code=404, media_type="text/plain")
+            return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+        async def control(request: Request):
+            refused = guard(request)
+            if refused:
+                return refused
+            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                return JSONResponse({"error": "expected application/json"}, status_code=415)
+            try:
+                body = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "expected a JSON body"}, status_code=400)
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+            error = live.request(str(body.get("action")), body.get("weights"))
+            return JSONResponse({"error": error} if error else {"ok": True}, status_code=400 if error else 200)
+
+        return Starlette(routes=[Route("/", page), Route("/state", state), Route("/events", events),
+                                 Route("/image.png", image), Route("/recent/{index:int}.png", image),
+                                 Route("/control", control, methods=["POST"])])
