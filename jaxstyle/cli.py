@@ -296,6 +296,7 @@ def _add_video_options(vd: argparse.ArgumentParser) -> None:
     vd.add_argument("--overwrite", action="store_true", help="replace an existing output (and discard an unfinished "
                     "run of other settings)")
     vd.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    _add_preview_options(vd)
     vd.add_argument("--distributed", action="store_true", help="multi-host (with --parallel): "
                     "jax.distributed.initialize(); each process takes a share of every pass's frames (the output's "
                     "folder must be shared)")
@@ -355,6 +356,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--plot", action="store_true", help="also write each pair's loss curves beside its output "
                     "as OUTPUT_STEM.loss.png (needs matplotlib)")
     bt.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    _add_preview_options(bt)
     bt.add_argument("--distributed", action="store_true", help="multi-host: jax.distributed.initialize() and "
                     "take this process's share of the pairs")
     bt.add_argument("--coordinator", help="HOST:PORT of process 0 (default: detected from the cluster)")
@@ -477,7 +479,7 @@ def _batch(args) -> int:
                    overwrite=args.overwrite, plot=args.plot, claim_timeout=args.claim_timeout,
                    distributed=args.distributed, coordinator=args.coordinator, num_processes=args.num_processes,
                    process_id=args.process_id, weights=_network_path(args), preprocessing=args.preprocessing,
-                   pooling=args.pooling)
+                   pooling=args.pooling, preview=args.preview, preview_host=args.preview_host)
     bar = None
 
     def on_share(pairs: int) -> None:
@@ -578,7 +580,8 @@ def _video(args) -> int:
                    size=args.size, style_size=_style_size(args), start=start, end=end, fps=args.fps, crf=args.crf,
                    flow=args.flow, dis_preset=args.dis_preset, report=args.report, overwrite=args.overwrite,
                    style_masks=tuple(args.style_masks) if args.style_masks else None, group=args.frames_per_batch,
-                   weights=_network_path(args), preprocessing=args.preprocessing, pooling=args.pooling)
+                   weights=_network_path(args), preprocessing=args.preprocessing, pooling=args.pooling,
+                   preview=args.preview, preview_host=args.preview_host)
     share = {}
     if args.distributed:
         index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -33,6 +33,7 @@ from jaxstyle.config import StyleConfig, is_seed
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import StyleResult, advance, run_stages, stages, start_state, terms_of
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
+from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
 from jaxstyle.objective.color import finish as finish_colors
 from jaxstyle.objective.inputs import check_stage_sizes, initial_image, prepare_pair, style_list
@@ -103,6 +104,11 @@ class BatchProgress:
     step: int
     total: int
     losses: np.ndarray  # [B] latest finite loss per pair
+    _x: jax.Array | None = None  # a copy of the batch's iterates [B, H, W, 3]
+
+    def image(self, member: int = 0) -> np.ndarray:
+        """Pair ``member``'s image at ``step``, float32 [H, W, 3] in [0, 1] (at the stage's size)."""
+        return np.asarray(jnp.clip(self._x[member], 0.0, 1.0))
 
 
 def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str) -> np.ndarray:
@@ -124,7 +130,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                   callback: Callable[[BatchProgress], None] | None = None,
                   callback_every: int = 50, content_masks: Sequence[ArrayLike] | None = None,
                   style_masks: Sequence[Sequence[ArrayLike | None] | None] | None = None,
-                  track_terms: bool = False) -> list[StyleResult]:
+                  track_terms: bool = False, steer: Callable[[int], dict | None] | None = None) -> list[StyleResult]:
     """Stylize B pairs in one compiled program.
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
@@ -186,7 +192,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     gram_cache = {} if gram_cache is None else gram_cache
     place = (lambda tree: tree) if mesh is None else (lambda tree: shard_batch(pad_batch(tree, mesh.devices.size),
                                                                                mesh))
-    weights = place({"content_weight": cw, "style_weight": sw,
+    weights = {"now": None}
+    weights["now"] = place({"content_weight": cw, "style_weight": sw,
                      "tv_weight": np.full(n, config.tv_weight, np.float32),
                      "content_layer_weights": np.tile(np.asarray(config.content_layer_weights, np.float32), (n, 1)),
                      "style_layer_weights": np.tile(np.asarray(config.style_layer_weights, np.float32), (n, 1))})
@@ -208,17 +215,27 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
 
     def on_chunk(step, state, last, targets, stopped):
         if track_terms:
-            terms = jax.tree.map(np.asarray, batched_evaluate(params, state.x, targets, weights, program))
+            terms = jax.tree.map(np.asarray, batched_evaluate(params, state.x, targets, weights["now"], program))
             for i in np.flatnonzero(~stopped):
                 term_history[i].append({"step": step, **{k: float(v[i]) for k, v in terms.items()}})
         if callback is not None:
-            callback(BatchProgress(step, config.total_iterations, np.where(stopped, np.nan, last[:n])))
+            callback(BatchProgress(step, config.total_iterations, np.where(stopped, np.nan, last[:n]),
+                                   jnp.copy(state.x)))
+        change = steer(step) if steer is not None else None
+        if change:
+            check_steering(change)
+            size = jax.tree.leaves(weights["now"])[0].shape[0]
+            weights["now"] = place({**jax.tree.map(np.asarray, weights["now"]),
+                                    **{k: np.full(size, v, np.float32) for k, v in change.items()}})
+            return batched_start(params, state.x, targets, weights["now"], program, sharded)
+        return None
 
     outcome = run_stages(
         x, stages(height, width, config), targets_at=targets_at, start_x=start_x,
-        init=lambda x, targets: batched_start(params, x, targets, weights, program, sharded),
-        advance=lambda state, targets, k: batched_advance(params, state, targets, weights, k, program, sharded),
-        evaluate=lambda x, targets: batched_evaluate(params, x, targets, weights, program),
+        init=lambda x, targets: batched_start(params, x, targets, weights["now"], program, sharded),
+        advance=lambda state, targets, k: batched_advance(params, state, targets, weights["now"], k, program,
+                                                          sharded),
+        evaluate=lambda x, targets: batched_evaluate(params, x, targets, weights["now"], program),
         chunk=program.chunk, period=callback_every, members=n, on_chunk=on_chunk)
     seconds = time.perf_counter() - start
     return [StyleResult(image=finish_colors(outcome.images[i], pair.original, config.preserve_colors),

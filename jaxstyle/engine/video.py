@@ -43,8 +43,9 @@ import numpy as np
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.engine.batch import batched_advance, batched_evaluate, batched_start
 from jaxstyle.engine.program import Program
-from jaxstyle.engine.run import drive, evaluate, init_state, run_chunk
+from jaxstyle.engine.run import Progress, drive, evaluate, init_state, run_chunk
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
+from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
 from jaxstyle.objective import color
 from jaxstyle.objective.inputs import check_stage_sizes, initial_image, prepare_pair
@@ -165,13 +166,16 @@ class _Run:
         self.params = self.program.objective.params(vgg)
         self.slots = slots
         self.gram_cache: MutableMapping = {}
+        self.steered: dict[str, float] = {}  # weights changed while the run runs (``steer``)
+        self.callback = None
+        self.steer = None
         self._cuts: dict[int, tuple[bool, float]] = {}
 
     def frame(self, i: int) -> jax.Array:
         return jnp.asarray(np.asarray(self.frames[i], np.float32))
 
     def weights(self, temporal: bool) -> dict:
-        return {**loss_weights(self.config),
+        return {**loss_weights(self.config), **{k: jnp.float32(v) for k, v in self.steered.items()},
                 "temporal_weight": jnp.float32(self.video.temporal_weight if temporal else 0.0)}
 
     def targets(self, i: int):
@@ -226,15 +230,33 @@ class _Run:
         weights = jnp.stack(weights)
         return {"warped": jnp.stack(warped), "weights": long_term_weights(weights) if closest_first else weights}
 
-    def optimise(self, x0: jax.Array, targets: dict, weights: dict, iterations: int):
-        """One frame's run: (x, steps, weighted terms, status)."""
+    def optimise(self, x0: jax.Array, targets: dict, weights: dict, iterations: int, label: str = "",
+                 pair=None):
+        """One frame's run: (x, steps, weighted terms, status). After every chunk ``callback`` sees a
+        :class:`~jaxstyle.engine.run.Progress` (``label``: the frame), and ``steer`` may change weights
+        (for the rest of the run; the frame's optimizer starts afresh)."""
         params, program = self.params, self.program
+        now = {"weights": weights}
         state = init_state(params, x0, targets, weights, program=program)
-        state, history = drive(lambda st, n: run_chunk(params, st, targets, weights, n, program=program), state,
-                               iterations=iterations, chunk=program.chunk)
+
+        def on_chunk(done, st, last):
+            if self.callback is not None:
+                self.callback(label, Progress(done, iterations, float(last), jnp.copy(st.x),
+                                              lambda image: self.finish(jnp.asarray(image), pair)))
+            change = self.steer(done) if self.steer is not None else None
+            if change:
+                check_steering(change)
+                self.steered.update(change)
+                now["weights"] = {**now["weights"], **{k: jnp.float32(v) for k, v in change.items()}}
+                return init_state(params, st.x, targets, now["weights"], program=program)
+            return None
+
+        state, history = drive(lambda st, n: run_chunk(params, st, targets, now["weights"], n, program=program),
+                               state, iterations=iterations, chunk=program.chunk,
+                               on_chunk=on_chunk if self.callback is not None or self.steer is not None else None)
         failed = bool(state.nonfinite)
         x = state.last_finite if failed else state.x
-        terms = {k: float(v) for k, v in evaluate(params, x, targets, weights, program=program).items()}
+        terms = {k: float(v) for k, v in evaluate(params, x, targets, now["weights"], program=program).items()}
         return x, len(history), terms, "nonfinite" if failed else "done"
 
 
@@ -243,7 +265,9 @@ def stylize_video(frames: Sequence, style, *, vgg: VGG19, flow: FlowSource, conf
                   on_frame: Callable[[FrameRecord, np.ndarray | None], None] | None = None,
                   style_masks=None, chunk: int = 50, mesh: jax.sharding.Mesh | None = None,
                   group: int | None = None, assign: Callable[[int], bool] = lambda i: True,
-                  barrier: Callable[[int], None] = lambda pass_index: None) -> VideoResult:
+                  barrier: Callable[[int], None] = lambda pass_index: None,
+                  callback: Callable[[str, object], None] | None = None,
+                  steer: Callable[[int], dict | None] | None = None) -> VideoResult:
     """Stylize the video ``frames`` (a sequence of float32 [H, W, 3] RGB in [0, 1], one shape;
     indexed lazily) in ``style`` (one image or a list, as for :func:`jaxstyle.stylize`).
 
@@ -256,6 +280,9 @@ def stylize_video(frames: Sequence, style, *, vgg: VGG19, flow: FlowSource, conf
     chunk: steps per compiled chunk. Parallel mode: ``mesh`` (a one-axis mesh over the
       devices; None: one device), ``group`` frames per compiled batch (default one per device), ``assign(i)``
       whether this process computes frame i, ``barrier(pass)`` after each pass (multi-host runs).
+    callback(label, progress): after every chunk of a frame's steps (sequential modes), as
+      :func:`jaxstyle.stylize`'s. steer(step): new values of the content, style or TV weight for the
+      rest of the run (taken between chunks, and between the groups of the parallel mode).
     """
     if len(frames) == 0:
         raise ValueError("expected at least one frame, got none")
@@ -268,6 +295,7 @@ def stylize_video(frames: Sequence, style, *, vgg: VGG19, flow: FlowSource, conf
     else:
         slots = len(video.relative_frames)
     run = _Run(frames, style, vgg, config, video, flow, chunk, style_masks, slots)
+    run.callback, run.steer = callback, steer
     store = MemoryStore() if store is None else store
     on_frame = on_frame or (lambda record, image: None)
     start = time.perf_counter()
@@ -329,7 +357,8 @@ def _sequential(run: _Run, store: FrameStore, on_frame) -> list[FrameRecord]:
                     if temporal_on:
                         neighbours = [(warped, weights)]
             targets = {**targets, "temporal": run.temporal(neighbours, closest_first=video.passes == 1)}
-            x, steps, terms, status = run.optimise(x0, targets, run.weights(bool(neighbours)), iterations)
+            x, steps, terms, status = run.optimise(x0, targets, run.weights(bool(neighbours)), iterations,
+                                                   label=f"pass {p + 1} frame {i}", pair=pair)
             image = run.finish(x, pair)
             record = FrameRecord(i, p, how, iterations, steps, time.perf_counter() - begin, terms, matched, status)
             store.put(p, i, image, record)
@@ -373,6 +402,10 @@ def _parallel(run: _Run, store: FrameStore, on_frame, mesh, group, assign, barri
                         neighbours = []
                 targets = {**targets, "temporal": run.temporal(neighbours, closest_first=False)}
                 pairs.append(pair), xs.append(x0), all_targets.append(targets), hows.append(how)
+            change = run.steer(p) if run.steer is not None else None
+            if change:
+                check_steering(change)
+                run.steered.update(change)
             weights = [run.weights(temporal_on) for _ in members]
             stack = lambda trees: pad_batch(jax.tree.map(lambda *t: jnp.stack(t), *trees), group)  # noqa: E731
             x0, targets, weights = place(stack(xs)), place(stack(all_targets)), place(stack(weights))

@@ -11,6 +11,7 @@ the reports.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 import jax
@@ -18,8 +19,8 @@ import jax
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import memory
 from jaxstyle.engine.sharding import batch_mesh
-from jaxstyle.io import plot, storage
-from jaxstyle.jobs import distributed, manifest
+from jaxstyle.io import images, plot, storage
+from jaxstyle.jobs import distributed, live, manifest
 from jaxstyle.jobs.network import load_network
 from jaxstyle.jobs.pairs import merge_reports, run_pairs
 
@@ -34,7 +35,10 @@ class BatchJob:
     batch_size: pairs optimised together, or "auto". overwrite: redo pairs whose output exists.
     plot: each output's loss curves beside it. claim_timeout: seconds after which another run's
     claim on a pair is stale. distributed (with coordinator, num_processes, process_id): take this
-    process's share of a multi-host run. weights, preprocessing, pooling: the network."""
+    process's share of a multi-host run. weights, preprocessing, pooling: the network. preview:
+    serve the live page on this port (0: any free one) of ``preview_host``: the batch being worked
+    on (its first pair's image), the last few finished pairs; stop (the report is written, the rest
+    stays pending for a re-run), a snapshot, the weights for the rest of the run."""
 
     out_dir: str
     manifest: str | None = None
@@ -54,6 +58,8 @@ class BatchJob:
     weights: str | None = None
     preprocessing: str | None = None
     pooling: str = "max"
+    preview: int | None = None
+    preview_host: str = "127.0.0.1"
 
 
 def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda record: None,
@@ -96,13 +102,39 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
     watch = None
     if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)
         watch = distributed.PeerWatch(index, count, on_failure=distributed.interrupt_main_then_exit)
+    page = None
+    if job.preview is not None and index == 0:
+        page = live.start(f"batch: {len(share)} pairs into {out_dir}", len(share), config, job.preview_host,
+                          job.preview, notify)
+    done = [0]
+
+    def pair_done(record: dict) -> None:
+        if page is not None and record["status"] != "pending":
+            done[0] += 1
+            page.live.report(done[0], terms=None if record["final_loss"] is None else {"total": record["final_loss"]})
+            if record["status"] == "done":
+                output = storage.location(record["output"])
+                page.live.finished_item(output.name, lambda: images.load_image(output))
+        on_pair(record)
+
+    def progressed(pairs, state) -> None:
+        names = ", ".join(storage.location(p.output).name for p in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
+        page.live.report(done[0], image=state.image, label=f"{names}: step {state.step}/{state.total}",
+                         memory=memory.in_use())
+        page.controls(done[0], state.image, storage.location(pairs[0].output))
+
     try:
         report = run_pairs(share, config=config, vgg=vgg, size=job.size, batch_size=batch_size,
                            style_size=job.style_size or job.size, report_path=report_path, overwrite=job.overwrite,
-                           mesh=mesh, on_pair=on_pair, report_extra={"process": index, "process_count": count},
-                           plot=job.plot, stale_claim_seconds=job.claim_timeout)
+                           mesh=mesh, on_pair=pair_done, report_extra={"process": index, "process_count": count},
+                           plot=job.plot, stale_claim_seconds=job.claim_timeout,
+                           progress=None if page is None else progressed,
+                           steer=None if page is None else lambda step: page.steer(step, log))
         if watch is not None:
             watch.finish()
+    except live.StopRequested:  # the page's Stop: what finished is in the report, the rest stays pending
+        report = json.loads(storage.read_text(report_path))
+        notify(f"stopped from the preview page: {done[0]} pair(s) finished; run the same command again for the rest")
     except (KeyboardInterrupt, Exception) as exc:
         if watch is None:
             raise
@@ -115,6 +147,9 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc).splitlines() or [""])[0]
         distributed.abandon(f"process {index + 1} of {count}: {reason}",
                             EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED)
+    finally:
+        if page is not None:
+            page.close("ended")
     if count > 1 and index == 0:
         paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
         report = merge_reports(paths, out_dir / "report.json", {"process_count": count})

@@ -16,8 +16,9 @@ from jaxstyle.preview.live import LiveRun
 from jaxstyle.preview.server import LOOPBACK, PreviewServer
 
 
-class StopRequested(Exception):
-    """The page asked the run to stop and save what it has."""
+class StopRequested(BaseException):
+    """The page asked the run to stop and save what it has (a BaseException, like KeyboardInterrupt:
+    a batch's handler of failed pairs must not take it for one)."""
 
 
 class Page:
@@ -26,18 +27,23 @@ class Page:
     def __init__(self, live: LiveRun, server: PreviewServer, notify: Callable[[str], None]):
         self.live, self.server, self.notify = live, server, notify
         self.closed = False
+        self.changes: list[dict] = []  # the weights changed, and when: for a report
 
     def progressed(self, progress, image: Callable, output: storage.Location, label: str | None = None) -> None:
         """After a chunk: report it; save a snapshot, or stop, if the page asked."""
         self.live.report(progress.step, terms=progress.terms, image=progress.image, label=label,
                          memory=memory.in_use())
-        if self.live.take_snapshot():
-            path = snapshot_path(output, progress.step)
+        self.controls(progress.step, image, output)
+
+    def controls(self, step: int, image: Callable | None, output: storage.Location) -> None:
+        """Carry out the page's snapshot (``image()`` saved beside ``output``) and stop requests."""
+        if self.live.take_snapshot() and image is not None:
+            path = snapshot_path(output, step)
             images.save_image(path, image())
-            self.live.say(f"step {progress.step}: snapshot saved ({path.name})")
-            self.notify(f"snapshot at step {progress.step}: {path}")
+            self.live.say(f"step {step}: snapshot saved ({path.name})")
+            self.notify(f"snapshot at step {step}: {path}")
         if self.live.take_stop():
-            self.live.say(f"step {progress.step}: stopping")
+            self.live.say(f"step {step}: stopping")
             raise StopRequested
 
     def steer(self, step: int, log: Callable[[str], None]) -> dict | None:
@@ -48,6 +54,7 @@ class Page:
             message = f"step {step}: {said} from the preview page; the optimizer starts afresh"
             self.live.say(message)
             log(message)
+            self.changes.append({"step": step, **change})
         return change
 
     def close(self, status: str) -> None:

@@ -72,7 +72,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
               report_path: Location, overwrite: bool = False, mesh: jax.sharding.Mesh | None = None,
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
               report_extra: dict | None = None, plot: bool = False, stale_claim_seconds: float = 60.0,
-              poll_seconds: float = 1.0) -> dict:
+              poll_seconds: float = 1.0, progress: Callable | None = None,
+              steer: Callable[[int], dict | None] | None = None) -> dict:
     """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
     With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``.
 
@@ -80,7 +81,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     same outputs at the same time takes other pairs; a pair whose claim another live run holds is
     retried every ``poll_seconds`` until that run writes it (reported ``skipped``) or its claim
     goes stale (``stale_claim_seconds`` without a refresh, or its process gone): then it is
-    computed here."""
+    computed here. progress(pairs, batch_progress): after every chunk of a batch's steps; steer:
+    as :func:`jaxstyle.engine.batch.stylize_batch`'s (the live page)."""
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
@@ -147,7 +149,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
                         try:
                             _run_batch(batch, key[0], config=config, vgg=vgg, size=size, out_dir=report_path.parent,
                                        style_size=style_size or size, mesh=mesh,
-                                       styles=styles, grams=grams, finish=finish, plot=plot)
+                                       styles=styles, grams=grams, finish=finish, plot=plot, progress=progress,
+                                       steer=steer)
                         finally:
                             for pair in batch:
                                 claims.release(pair.output)
@@ -161,7 +164,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
 
 def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, out_dir, style_size, mesh, styles,
-               grams, finish, plot=False) -> None:
+               grams, finish, plot=False, progress=None, steer=None) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
     content_masks, style_masks = [], []
     for pair in batch:
@@ -202,7 +205,8 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
             gram_cache=grams,
             style_blends=[p.style_blend for p in ready],
             content_masks=content_masks if ready[0].content_mask is not None else None,
-            style_masks=style_masks, track_terms=plot,
+            style_masks=style_masks, track_terms=plot, steer=steer,
+            callback=None if progress is None else lambda state: progress(ready, state),
             callback_every=max(1, min(50, config.iterations)))
     except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run; the reason is reported
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -41,6 +41,7 @@ from jaxstyle.engine.video import FrameRecord, stylize_video
 from jaxstyle.flow import DISFlow, require_opencv
 from jaxstyle.io import files, images, storage
 from jaxstyle.io import video as video_io
+from jaxstyle.jobs import live as live_page
 from jaxstyle.jobs.flows import FlowProvider, needed_flows
 from jaxstyle.jobs.network import load_network
 from jaxstyle.model.vgg import VGG19
@@ -59,7 +60,10 @@ class VideoJob:
     frame range (0-based, end excluded; None: to the last). fps: the frame rate of a folder input's
     video output. crf: H.264 quality (0 best .. 51 worst). flow: "dis" (OpenCV DIS, ``dis_preset``)
     or a ``.flo`` path pattern with ``{a}`` and ``{b}``. report: a JSON file. parallel: the
-    parallel mode over all local devices; group: frames per compiled batch there."""
+    parallel mode over all local devices; group: frames per compiled batch there. preview: serve
+    the live page on this port (0: any free one) of ``preview_host``: the frame being worked on,
+    the last few finished, the loss of each frame; stop (the finished frames are kept to resume),
+    a snapshot, the weights for the rest of the run."""
 
     input: str
     styles: tuple[str, ...]
@@ -81,6 +85,8 @@ class VideoJob:
     weights: str | None = None
     preprocessing: str | None = None
     pooling: str = "max"
+    preview: int | None = None
+    preview_host: str = "127.0.0.1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +313,7 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
         compute=DISFlow(job.dis_preset) if job.flow == "dis" else None,
         pattern=None if job.flow == "dis" else job.flow, offset=job.start,
         cache=cache_dir() / "flow" / f"{digest}-{height}x{width}-dis-{job.dis_preset}" if job.flow == "dis" else None)
+    page = None
     try:
         needed = needed_flows(count, video.relative_frames, video.passes, video.mode == "parallel")
         flows.check_files(needed)
@@ -314,11 +321,17 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
         total = count * video.passes
         mesh = batch_mesh() if video.mode == "parallel" else None
         store = DiskStore(work)
+        if job.preview is not None and leader:
+            names = ", ".join(Path(p).name for p in job.styles)
+            page = live_page.start(f"{source.name} in the style of {names}", total, config, job.preview_host,
+                                   job.preview, notify)
+        watch = _Watch(page, total, output, on_frame)
         begin = time.perf_counter()
         result = stylize_video(frames, styles, vgg=vgg, flow=flows, config=config, video=video, store=store,
-                               on_frame=None if on_frame is None else lambda record, image: on_frame(record, total),
-                               style_masks=masks, mesh=mesh, group=job.group, assign=assign,
-                               barrier=lambda p: barrier(f"pass-{p}"))
+                               on_frame=watch.frame, style_masks=masks, mesh=mesh, group=job.group, assign=assign,
+                               barrier=lambda p: barrier(f"pass-{p}"),
+                               callback=None if page is None else watch.chunk,
+                               steer=None if page is None else lambda step: page.steer(step, log))
         seconds = time.perf_counter() - begin
         if not leader:
             return VideoOutcome(result.records, result.cuts, {}, output)
@@ -333,10 +346,18 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
                                  audio_end_s=None if whole else float(end / fps), crf=job.crf)
         else:
             _write_folder(output, outputs, job.overwrite)
+        if page is not None:
+            report["steering"] = page.changes
         if report_path is not None:
             files.atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+    except live_page.StopRequested:
+        notify(f"stopped from the preview page: {watch.done} frame(s) finished are kept in {work}; run the same "
+               f"command again to resume")
+        return VideoOutcome([], [], {"stopped": True, "frames_done": watch.done}, output)
     finally:
         flows.close()
+        if page is not None:
+            page.close("ended")
     shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {output} ({count} frames, {width}x{height}, {seconds:.1f} s, "
         f"{count / max(seconds, 1e-9):.2f} frames/s; warping error {report['warping_error']['output']:.5f}, "
@@ -361,6 +382,35 @@ def _prepare(work: Path, settings: dict, overwrite: bool, notify) -> None:
             notify(f"resuming from {work}")
     work.mkdir(exist_ok=True)
     files.atomic_write(work / "settings.json", lambda f: f.write(json.dumps(settings, indent=1).encode()))
+
+
+class _Watch:
+    """The job's view of the engine's progress: the caller's ``on_frame`` and the preview page."""
+
+    def __init__(self, page, total: int, output: Path, on_frame):
+        self.page, self.total, self.output, self.on_frame = page, total, output, on_frame
+        self.done = 0
+        self.current = None
+
+    def chunk(self, label: str, progress) -> None:
+        self.current = progress.image
+        self.page.live.report(self.done, image=progress.image, label=f"{label}: step {progress.step}/{progress.total}",
+                              memory=memory.in_use())
+        self.page.controls(self.done, self.current, self.output)
+
+    def frame(self, record: FrameRecord, image) -> None:
+        self.done += 1
+        if self.page is not None:
+            label = f"pass {record.pass_index + 1} frame {record.index}"
+            self.page.live.report(self.done, terms=record.losses or None, label=f"{label}: {record.start}",
+                                  image=(lambda image=image: image) if image is not None else None,
+                                  memory=memory.in_use())
+            if image is not None:
+                self.page.live.finished_item(label, lambda image=image: image)
+            self.page.controls(self.done, self.current or ((lambda image=image: image) if image is not None else None),
+                               self.output)
+        if self.on_frame is not None:
+            self.on_frame(record, self.total)
 
 
 class _RawFrames(Sequence):
