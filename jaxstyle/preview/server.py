@@ -55,8 +55,7 @@ class PreviewServer:
         self.port = self._socket.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         self.origin = f"http://{shown}:{self.port}"
-        self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"} | (
-            {f"127.0.0.1:{self.port}"} if host in (LOOPBACK, "0.0.0.0") else set())
+        self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"}
         config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
@@ -82,11 +81,14 @@ class PreviewServer:
         self._socket.close()
 
     def allowed(self, headers: dict, token: str | None) -> str | None:
-        """Why a request is refused (None: it is not)."""
-        if headers.get("host") not in self._hosts:
+        """Why a request is refused (None: it is not). On loopback the ``Host`` must be this server's
+        (a page of another site that rebinds its name to 127.0.0.1 is refused); anywhere, an
+        ``Origin`` must be the page's own, and the token must match."""
+        host = headers.get("host", "")
+        if self.host == LOOPBACK and host not in self._hosts:
             return "unknown host"
         origin = headers.get("origin")
-        if origin is not None and origin != self.origin and origin != f"http://localhost:{self.port}":
+        if origin is not None and origin != f"http://{host}":
             return "another origin"
         if not token or not secrets.compare_digest(token, self.token):
             return "no or wrong token"

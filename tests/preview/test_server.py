@@ -93,3 +93,20 @@ def test_a_busy_port_is_a_one_line_error(served):
     live, server = served
     with pytest.raises(ValueError, match=rf"^--preview: cannot listen on 127.0.0.1:{server.port}: "):
         PreviewServer(live, port=server.port)
+
+
+def test_another_host_is_served_with_a_warning_and_still_needs_the_token():
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.jobs import live as live_page
+
+    said = []
+    page = live_page.start("t", 10, StyleConfig(), "0.0.0.0", 0, said.append)
+    try:
+        assert said[0].startswith("warning: the preview listens on 0.0.0.0") and "preview: http://0.0.0.0:" in said[1]
+        port = page.server.port
+        assert get(f"http://127.0.0.1:{port}/state")[0] == 403
+        assert get(f"http://127.0.0.1:{port}/state?token={page.server.token}", {"Host": f"myhost:{port}"})[0] == 200
+        assert get(f"http://127.0.0.1:{port}/state?token={page.server.token}",
+                   {"Host": f"myhost:{port}", "Origin": "http://evil.example"})[0] == 403
+    finally:
+        page.close("done")
