@@ -563,6 +563,8 @@ def _video(args) -> int:
     parallel = args.parallel
     if args.distributed and not parallel:
         raise ValueError("--distributed needs --parallel (the sequential mode is one frame after another)")
+    if args.distributed and args.preview is not None:
+        raise ValueError("--preview watches one process: it is not for --distributed runs")
     if args.frames_per_batch and not parallel:
         raise ValueError("--frames-per-batch applies to --parallel")
     passes = args.passes or (PARALLEL_PASSES if parallel else 1)

@@ -31,7 +31,7 @@ from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig, is_seed
 from jaxstyle.engine.program import Program
-from jaxstyle.engine.run import StyleResult, advance, run_stages, stages, start_state, terms_of
+from jaxstyle.engine.run import StyleResult, advance, restarted, resume_point, run_stages, stages, start_state, terms_of
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
@@ -104,11 +104,11 @@ class BatchProgress:
     step: int
     total: int
     losses: np.ndarray  # [B] latest finite loss per pair
-    _x: jax.Array | None = None  # a copy of the batch's iterates [B, H, W, 3]
+    _x: jax.Array | None = None  # a copy of the first pair's iterate [H, W, 3]
 
-    def image(self, member: int = 0) -> np.ndarray:
-        """Pair ``member``'s image at ``step``, float32 [H, W, 3] in [0, 1] (at the stage's size)."""
-        return np.asarray(jnp.clip(self._x[member], 0.0, 1.0))
+    def image(self) -> np.ndarray:
+        """The first pair's image at ``step``, float32 [H, W, 3] in [0, 1] (at the stage's size)."""
+        return np.asarray(jnp.clip(self._x, 0.0, 1.0))
 
 
 def _per_pair(values: Sequence[float] | None, default: float, n: int, what: str) -> np.ndarray:
@@ -220,14 +220,15 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                 term_history[i].append({"step": step, **{k: float(v[i]) for k, v in terms.items()}})
         if callback is not None:
             callback(BatchProgress(step, config.total_iterations, np.where(stopped, np.nan, last[:n]),
-                                   jnp.copy(state.x)))
+                                   jnp.copy(state.x[0])))
         change = steer(step) if steer is not None else None
         if change:
             check_steering(change)
             size = jax.tree.leaves(weights["now"])[0].shape[0]
             weights["now"] = place({**jax.tree.map(np.asarray, weights["now"]),
                                     **{k: np.full(size, v, np.float32) for k, v in change.items()}})
-            return batched_start(params, state.x, targets, weights["now"], program, sharded)
+            return restarted(state, batched_start(params, resume_point(state), targets, weights["now"], program,
+                                                  sharded))
         return None
 
     outcome = run_stages(

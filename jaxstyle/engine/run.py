@@ -43,6 +43,21 @@ def terms_of(params, x: jax.Array, targets: dict, weights: dict, program: Progra
     return loss_terms(params, x, targets, weights, program.objective)
 
 
+def restarted(old: LoopState, new: LoopState) -> LoopState:
+    """A loop state started afresh (``new``, e.g. with other loss weights) that keeps what ``old`` had
+    done: its step count, and for a member stopped on a non-finite loss, its stop and last finite
+    image (works for one image and for a batch)."""
+    stopped = old.nonfinite.reshape(old.nonfinite.shape + (1,) * (old.x.ndim - old.nonfinite.ndim))
+    return new._replace(steps=old.steps, nonfinite=old.nonfinite,
+                        last_finite=jnp.where(stopped, old.last_finite, new.last_finite))
+
+
+def resume_point(state: LoopState) -> jax.Array:
+    """Where a restarted loop goes on from: the iterate, or a stopped member's last finite image."""
+    stopped = state.nonfinite.reshape(state.nonfinite.shape + (1,) * (state.x.ndim - state.nonfinite.ndim))
+    return jnp.where(stopped, state.last_finite, state.x)
+
+
 init_state = jax.jit(start_state, static_argnames=("program",))
 run_chunk = jax.jit(advance, static_argnames=("program",), donate_argnames=("state",))
 evaluate = jax.jit(terms_of, static_argnames=("program",))

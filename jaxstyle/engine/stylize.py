@@ -20,7 +20,17 @@ from jax.typing import ArrayLike
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine.evaluation import SpatiallySharded, WholeImage
 from jaxstyle.engine.program import Program
-from jaxstyle.engine.run import Progress, StyleResult, evaluate, init_state, run_chunk, run_stages, stages
+from jaxstyle.engine.run import (
+    Progress,
+    StyleResult,
+    evaluate,
+    init_state,
+    restarted,
+    resume_point,
+    run_chunk,
+    run_stages,
+    stages,
+)
 from jaxstyle.model.vgg import VGG19
 from jaxstyle.objective.inputs import check_stage_sizes, grey_init, initial_image, prepare_pair, restore_colors
 from jaxstyle.objective.resample import resize
@@ -28,6 +38,7 @@ from jaxstyle.objective.targets import stage_targets
 from jaxstyle.objective.terms import loss_weights
 
 STEERABLE = ("content_weight", "style_weight", "tv_weight")
+FLOAT32_MAX = 3.4028234663852886e38  # weights are float32 in the compiled loop
 
 
 def check_steering(change: dict) -> None:
@@ -35,7 +46,7 @@ def check_steering(change: dict) -> None:
     for name, value in change.items():
         if name not in STEERABLE:
             raise ValueError(f"expected weights among {', '.join(STEERABLE)} to steer, got {name!r}")
-        if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= FLOAT32_MAX):
             raise ValueError(f"expected {name} to be a finite number >= 0, got {value!r}")
 
 
@@ -100,12 +111,12 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
             term_history.append({"step": step, **terms})
         if callback is not None:
             callback(Progress(step, config.total_iterations, float(last), jnp.copy(state.x), finish, terms))
-        change = steer(step) if steer is not None else None
+        change = steer(step) if steer is not None and not bool(state.nonfinite) else None
         if change:
             check_steering(change)
             weights["now"] = evaluation.place_shared(
                 {**weights["now"], **{k: jnp.float32(v) for k, v in change.items()}})
-            return init_state(params, state.x, targets, weights["now"], program=program)
+            return restarted(state, init_state(params, resume_point(state), targets, weights["now"], program=program))
         return None
 
     outcome = run_stages(

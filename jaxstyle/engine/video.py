@@ -43,7 +43,7 @@ import numpy as np
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.engine.batch import batched_advance, batched_evaluate, batched_start
 from jaxstyle.engine.program import Program
-from jaxstyle.engine.run import Progress, drive, evaluate, init_state, run_chunk
+from jaxstyle.engine.run import Progress, drive, evaluate, init_state, restarted, resume_point, run_chunk
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
@@ -243,12 +243,12 @@ class _Run:
             if self.callback is not None:
                 self.callback(label, Progress(done, iterations, float(last), jnp.copy(st.x),
                                               lambda image: self.finish(jnp.asarray(image), pair)))
-            change = self.steer(done) if self.steer is not None else None
+            change = self.steer(done) if self.steer is not None and not bool(st.nonfinite) else None
             if change:
                 check_steering(change)
                 self.steered.update(change)
                 now["weights"] = {**now["weights"], **{k: jnp.float32(v) for k, v in change.items()}}
-                return init_state(params, st.x, targets, now["weights"], program=program)
+                return restarted(st, init_state(params, resume_point(st), targets, now["weights"], program=program))
             return None
 
         state, history = drive(lambda st, n: run_chunk(params, st, targets, now["weights"], n, program=program),

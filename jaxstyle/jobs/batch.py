@@ -103,7 +103,9 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
     if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)
         watch = distributed.PeerWatch(index, count, on_failure=distributed.interrupt_main_then_exit)
     page = None
-    if job.preview is not None and index == 0:
+    if job.preview is not None and count > 1:
+        raise ValueError("--preview watches one process: it is not for --distributed runs")
+    if job.preview is not None:
         page = live.start(f"batch: {len(share)} pairs into {out_dir}", len(share), config, job.preview_host,
                           job.preview, notify)
     done = [0]
@@ -129,7 +131,8 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
                            mesh=mesh, on_pair=pair_done, report_extra={"process": index, "process_count": count},
                            plot=job.plot, stale_claim_seconds=job.claim_timeout,
                            progress=None if page is None else progressed,
-                           steer=None if page is None else lambda step: page.steer(step, log))
+                           steer=None if page is None else lambda step: page.steer(step, log),
+                           steered=None if page is None else page.steered)
         if watch is not None:
             watch.finish()
     except live.StopRequested:  # the page's Stop: what finished is in the report, the rest stays pending

@@ -6,6 +6,7 @@ inputs of the compiled loop; the optimizer starts afresh from the current image)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from jaxstyle.config import StyleConfig
@@ -28,6 +29,7 @@ class Page:
         self.live, self.server, self.notify = live, server, notify
         self.closed = False
         self.changes: list[dict] = []  # the weights changed, and when: for a report
+        self.steered: dict[str, float] = {}  # the weights changed so far, their newest values
 
     def progressed(self, progress, image: Callable, output: storage.Location, label: str | None = None) -> None:
         """After a chunk: report it; save a snapshot, or stop, if the page asked."""
@@ -55,6 +57,7 @@ class Page:
             self.live.say(message)
             log(message)
             self.changes.append({"step": step, **change})
+            self.steered.update(change)
         return change
 
     def close(self, status: str) -> None:
@@ -62,6 +65,8 @@ class Page:
             return
         self.closed = True
         self.live.end(status)
+        if self.live.watched():  # let a watching page fetch the last image and status
+            time.sleep(1.0)
         self.server.stop()
 
 

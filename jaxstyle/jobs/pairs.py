@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -73,7 +74,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
               report_extra: dict | None = None, plot: bool = False, stale_claim_seconds: float = 60.0,
               poll_seconds: float = 1.0, progress: Callable | None = None,
-              steer: Callable[[int], dict | None] | None = None) -> dict:
+              steer: Callable[[int], dict | None] | None = None, steered: dict | None = None) -> dict:
     """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
     With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``.
 
@@ -82,7 +83,9 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     retried every ``poll_seconds`` until that run writes it (reported ``skipped``) or its claim
     goes stale (``stale_claim_seconds`` without a refresh, or its process gone): then it is
     computed here. progress(pairs, batch_progress): after every chunk of a batch's steps; steer:
-    as :func:`jaxstyle.engine.batch.stylize_batch`'s (the live page)."""
+    as :func:`jaxstyle.engine.batch.stylize_batch`'s (the live page); steered: the weights changed so
+    far (a dict the caller keeps up to date), which every later batch starts with, in place of the
+    config's and the pairs' own."""
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
@@ -150,7 +153,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
                             _run_batch(batch, key[0], config=config, vgg=vgg, size=size, out_dir=report_path.parent,
                                        style_size=style_size or size, mesh=mesh,
                                        styles=styles, grams=grams, finish=finish, plot=plot, progress=progress,
-                                       steer=steer)
+                                       steer=steer, steered=steered or {})
                         finally:
                             for pair in batch:
                                 claims.release(pair.output)
@@ -164,7 +167,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
 
 def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, out_dir, style_size, mesh, styles,
-               grams, finish, plot=False, progress=None, steer=None) -> None:
+               grams, finish, plot=False, progress=None, steer=None, steered=None) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
     content_masks, style_masks = [], []
     for pair in batch:
@@ -196,11 +199,16 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
     if not ready:
         return
     start = time.perf_counter()
+    steered = steered or {}
+    if "tv_weight" in steered:
+        config = dataclasses.replace(config, tv_weight=steered["tv_weight"])
     try:
         results = stylize_batch(
             np.stack(contents), style_images, config=config, vgg=vgg, mesh=mesh,
-            content_weights=[config.content_weight if p.content_weight is None else p.content_weight for p in ready],
-            style_weights=[config.style_weight if p.style_weight is None else p.style_weight for p in ready],
+            content_weights=[steered.get("content_weight", config.content_weight if p.content_weight is None
+                                         else p.content_weight) for p in ready],
+            style_weights=[steered.get("style_weight", config.style_weight if p.style_weight is None
+                                       else p.style_weight) for p in ready],
             seeds=[config.seed if p.seed is None else p.seed for p in ready],
             gram_cache=grams,
             style_blends=[p.style_blend for p in ready],

@@ -139,10 +139,6 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
         storage.make_folder(steps_dir)
     latest = {}
     page = None
-    if job.preview is not None:
-        names = ", ".join(storage.location(p).name for p in job.styles)
-        page = live_page.start(f"{storage.location(job.content).name} in the style of {names}",
-                               config.total_iterations, config, job.preview_host, job.preview, notify)
 
     def progressed(progress: Progress) -> None:
         latest.update(step=progress.step, image=progress.image())
@@ -160,6 +156,10 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     if grid is not None:
         mesh = spatial_mesh(*content.shape[:2])
         log(f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over {mesh.devices.size} device(s)")
+    if job.preview is not None:  # last before the run: nothing between can fail and leave it serving
+        names = ", ".join(storage.location(p).name for p in job.styles)
+        page = live_page.start(f"{storage.location(job.content).name} in the style of {names}",
+                               config.total_iterations, config, job.preview_host, job.preview, notify)
     try:
         result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image, callback=progressed,
                          callback_every=every, mesh=mesh, content_mask=content_mask, style_masks=masks,

@@ -16,6 +16,7 @@ from PIL import Image
 
 WATCH_SECONDS = 5.0  # a page that asked for anything this recently is watching
 MAX_POINTS = 2000  # points kept per loss curve (older ones thinned)
+FLOAT32_MAX = 3.4028234663852886e38  # the run's weights are float32
 
 
 class LiveRun:
@@ -33,6 +34,7 @@ class LiveRun:
         self._png: tuple[int, bytes] | None = None
         self._recent: list[tuple[str, Callable[[], np.ndarray]]] = []
         self._recent_png: dict[int, bytes] = {}
+        self._generation = 0
         self._memory = ""
         self._started = time.monotonic()
         self._rate: list[tuple[float, int]] = []
@@ -57,8 +59,9 @@ class LiveRun:
                 self._label = label
             if memory is not None:
                 self._memory = memory
-            if terms is not None:
-                self._curves.append({"step": step, **{k: float(v) for k, v in terms.items()}})
+            if terms is not None:  # non-finite values as None: JSON has no NaN
+                self._curves.append({"step": step, **{k: (float(v) if np.isfinite(v) else None)
+                                                      for k, v in terms.items()}})
                 if len(self._curves) > MAX_POINTS:
                     self._curves = self._curves[::2]
             if image is not None:
@@ -71,6 +74,7 @@ class LiveRun:
         with self._lock:
             self._recent = [*self._recent, (label, image)][-keep:]
             self._recent_png = {}
+            self._generation += 1
             self._version += 1
 
     def say(self, message: str) -> None:
@@ -118,7 +122,7 @@ class LiveRun:
                     "version": self._version, "steps_per_second": rate,
                     "eta_seconds": left / rate if rate > 0 else None, "elapsed_seconds": now - self._started,
                     "memory": self._memory, "weights": {**self.weights, **self._new_weights},
-                    "curves": self._curves[since:], "points": len(self._curves), "log": list(self._log),
+                    "curves": self._curves[since:], "since": since, "points": len(self._curves), "log": list(self._log),
                     "recent": [label for label, _ in self._recent], "status": self._status,
                     "has_image": self._image is not None}
 
@@ -142,10 +146,11 @@ class LiveRun:
                 return None
             if index in self._recent_png:
                 return self._recent_png[index]
-            image = self._recent[index][1]
+            image, generation = self._recent[index][1], self._generation
         data = _png(image())
         with self._lock:
-            self._recent_png[index] = data
+            if generation == self._generation:  # the list did not move meanwhile
+                self._recent_png[index] = data
         return data
 
     def request(self, action: str, weights: dict | None = None) -> str | None:
@@ -164,7 +169,8 @@ class LiveRun:
                 for name, value in weights.items():
                     if name not in self.weights:
                         return f"unknown weight {name!r}"
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                    if (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or not 0 <= value <= FLOAT32_MAX):
                         return f"expected {name} to be a finite number >= 0"
                 self._new_weights.update({k: float(v) for k, v in weights.items()})
             else:

@@ -20,6 +20,7 @@ from importlib import resources
 from jaxstyle.preview.live import LiveRun
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def require_server():
@@ -55,7 +56,8 @@ class PreviewServer:
         self.port = self._socket.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         self.origin = f"http://{shown}:{self.port}"
-        self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"}
+        self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}", f"127.0.0.1:{self.port}",
+                       f"[::1]:{self.port}"}
         config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
@@ -73,6 +75,9 @@ class PreviewServer:
         deadline = time.monotonic() + timeout
         while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
+        if not self._server.started:
+            self.stop()
+            raise ValueError(f"--preview: the server on {self.host}:{self.port} did not start")
         return self
 
     def stop(self) -> None:
@@ -85,12 +90,12 @@ class PreviewServer:
         (a page of another site that rebinds its name to 127.0.0.1 is refused); anywhere, an
         ``Origin`` must be the page's own, and the token must match."""
         host = headers.get("host", "")
-        if self.host == LOOPBACK and host not in self._hosts:
+        if self.host in LOOPBACK_NAMES and host not in self._hosts:
             return "unknown host"
         origin = headers.get("origin")
         if origin is not None and origin != f"http://{host}":
             return "another origin"
-        if not token or not secrets.compare_digest(token, self.token):
+        if not token or not secrets.compare_digest(token.encode(), self.token.encode()):
             return "no or wrong token"
         return None
 
@@ -120,7 +125,8 @@ class PreviewServer:
             refused = guard(request)
             if refused:
                 return refused
-            return JSONResponse(live.state(int(request.query_params.get("since", "0") or 0)))
+            since = request.query_params.get("since", "0")
+            return JSONResponse(live.state(int(since) if since.isdigit() else 0))
 
         async def events(request: Request):
             refused = guard(request)

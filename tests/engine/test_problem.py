@@ -111,3 +111,28 @@ def test_cli_module_factory(weights_file, tmp_path, monkeypatch, capsys):
     assert Image.open(out).size == (32, 32)
     assert main([*args, "--overwrite", "--optimizer", "tests.optim.optimizer_factories:not_an_optimizer"]) == 2
     assert "got int" in capsys.readouterr().err
+
+
+def test_steering_the_weights_compiles_nothing_and_keeps_the_step_count(random_vgg):
+    from jaxstyle.engine.run import run_chunk
+    from jaxstyle.engine.stylize import stylize
+    from tests.helpers import smooth_image
+
+    content, style = smooth_image(32, 32, 1), smooth_image(32, 32, 2)
+    config = StyleConfig(iterations=30, style_weight=1e-1)
+    plain = stylize(content, style, vgg=random_vgg, config=config, callback_every=10, track_terms=True)
+    compiled = run_chunk._cache_size()
+    asked = []
+
+    def steer(step):
+        asked.append(step)
+        return {"style_weight": 10.0} if step == 10 else None
+
+    steered = stylize(content, style, vgg=random_vgg, config=config, callback_every=10, track_terms=True, steer=steer)
+    assert run_chunk._cache_size() == compiled  # the same program: the weights are traced
+    assert asked == [10, 20, 30]
+    assert steered.steps == 30 and len(steered.loss_history) == 30
+    ratio = [s["style"] / p["style"] for s, p in zip(steered.term_history, plain.term_history)]
+    assert abs(ratio[0] - 1) < 1e-6 and ratio[1] > 10  # the style term weighs 100x from step 10 on
+    with pytest.raises(ValueError, match="to steer"):
+        stylize(content, style, vgg=random_vgg, config=config, callback_every=10, steer=lambda s: {"seed": 1})
