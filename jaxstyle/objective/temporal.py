@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 DISOCCLUSION_RELATIVE = 0.01
 DISOCCLUSION_ABSOLUTE = 0.5
@@ -73,8 +74,10 @@ def _gradient_magnitude(flow: jax.Array) -> jax.Array:
     return jnp.sum(dx * dx + dy * dy, axis=-1)
 
 
-_SMOOTHING = jnp.exp(-0.5 * (jnp.arange(-2.0, 3.0) / 0.8) ** 2)
-_SMOOTHING = _SMOOTHING / jnp.sum(_SMOOTHING)  # the reference's 5-tap Gaussian, sigma 0.8
+# the reference's 5-tap Gaussian, sigma 0.8 (NumPy: nothing may touch a JAX device at import,
+# before a multi-host run's jax.distributed.initialize)
+_SMOOTHING = np.exp(-0.5 * (np.arange(-2.0, 3.0) / 0.8) ** 2)
+_SMOOTHING = (_SMOOTHING / _SMOOTHING.sum()).astype(np.float32)
 
 
 def _smooth(values: jax.Array) -> jax.Array:

@@ -127,3 +127,9 @@ def test_two_processes_share_the_frames_of_every_pass(env, images, tmp_path):
                     and "resumed" not in line}
         assert computed == {f"pass {p} frame {k}" for p in (1, 2) for k in range(4) if k % 2 == i}, err
     assert "wrote" in errs[0] and video_io.probe(out).frames == 4
+
+
+def test_importing_the_cli_touches_no_device():
+    """jax.distributed.initialize (--distributed) must come before any JAX backend is made."""
+    code = "import jaxstyle.cli; from jax._src import xla_bridge; assert not xla_bridge._backends, xla_bridge._backends"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).returncode == 0
