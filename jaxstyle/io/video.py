@@ -31,7 +31,6 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxstyle.io import images, storage
+from jaxstyle.io import files, images, storage
 from jaxstyle.io.storage import Location
 
 VIDEO_EXTRA = "pip install 'jaxstyle[video]'"
@@ -579,30 +578,18 @@ def write_video(path: str | os.PathLike, frames: Iterable | str | os.PathLike, f
     storage.check_writable_folder(path.parent, str(path))
     if isinstance(frames, str | os.PathLike):
         frames = frame_files(frames)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with contextlib.ExitStack() as stack:
-            source = None
-            if audio_from is not None:
-                source = stack.enter_context(_open_input(_local(audio_from, "video")))
-                if not source.streams.audio:
-                    raise ValueError(f"{audio_from}: no audio stream to copy")
-            options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
-            try:
-                out = stack.enter_context(av.open(tmp, "w", format=muxer, options=options))
-                count = _encode(av, out, frames, rate, crf, path, source, audio_start_s, audio_end_s, muxer)
-            except av.error.FFmpegError as exc:
-                raise ValueError(f"{path}: writing the video failed ({_detail(exc)})") from None
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with files.atomic_path(path) as tmp, contextlib.ExitStack() as stack:
+        source = None
+        if audio_from is not None:
+            source = stack.enter_context(_open_input(_local(audio_from, "video")))
+            if not source.streams.audio:
+                raise ValueError(f"{audio_from}: no audio stream to copy")
+        options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
+        try:
+            out = stack.enter_context(av.open(str(tmp), "w", format=muxer, options=options))
+            count = _encode(av, out, frames, rate, crf, path, source, audio_start_s, audio_end_s, muxer)
+        except av.error.FFmpegError as exc:
+            raise ValueError(f"{path}: writing the video failed ({_detail(exc)})") from None
     return count
 
 
