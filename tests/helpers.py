@@ -50,3 +50,28 @@ def one_line_error(capsys) -> str:
     assert len(err) == 1, err
     assert err[0].startswith("jaxstyle: error: ")
     return err[0]
+
+
+def drive_preview(said: list, seen: dict, until, image: str = "/image.png") -> None:
+    """A watcher of a run's live page: wait for the URL among the run's messages (``said``), poll the
+    state until ``until(state)``, keep that state and the first bytes of ``image`` in ``seen``
+    (``seen["image"]``), then press Stop."""
+    import json
+    import time
+    import urllib.request
+
+    while not any("preview: " in m for m in said):
+        time.sleep(0.05)
+    base, token = next(m for m in said if "preview: " in m).split("preview: ")[1].split("/?token=")
+    while True:
+        with urllib.request.urlopen(f"{base}/state?token={token}", timeout=10) as r:
+            state = json.loads(r.read())
+        if until(state):
+            break
+        time.sleep(0.05)
+    seen.update(state)
+    with urllib.request.urlopen(f"{base}{image}?token={token}", timeout=10) as r:
+        seen["image"] = r.read()[:4]
+    request = urllib.request.Request(f"{base}/control?token={token}", data=b'{"action": "stop"}',
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()

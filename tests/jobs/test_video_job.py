@@ -4,7 +4,6 @@ files and bad inputs (random weights, 64x48 frames, a few steps)."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from jaxstyle.io import video as video_io
 from jaxstyle.io.flo import write_flo
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
 from tests.clips import FPS, RATE, decoded_audio, make_clip
-from tests.helpers import smooth_image
+from tests.helpers import drive_preview, smooth_image
 
 FAST = StyleConfig(iterations=3, style_weight=1e-1)
 VIDEO = VideoConfig(first_iterations=3)
@@ -207,37 +206,19 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, style, rando
 
 def test_the_preview_page_watches_and_stops_a_video(tmp_path, style, random_vgg):
     import threading
-    import urllib.request
 
     pytest.importorskip("starlette")
     source = make_clip(tmp_path / "clip.mp4", n=6, audio=None)
     out = tmp_path / "out.mp4"
     said, seen = [], {}
 
-    def drive_page():
-        while not any("preview: " in m for m in said):
-            time.sleep(0.05)
-        url = next(m for m in said if "preview: " in m).split("preview: ")[1]
-        base, token = url.split("/?token=")
-        while True:
-            with urllib.request.urlopen(f"{base}/state?token={token}", timeout=10) as r:
-                state = json.loads(r.read())
-            if state["step"] >= 2:
-                break
-            time.sleep(0.05)
-        seen.update(state)
-        with urllib.request.urlopen(f"{base}/recent/0.png?token={token}", timeout=10) as r:
-            seen["png"] = r.read()[:4]
-        request = urllib.request.Request(f"{base}/control?token={token}", data=b'{"action": "stop"}',
-                                         headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10).read()
-
-    watcher = threading.Thread(target=drive_page, daemon=True)
+    watcher = threading.Thread(target=drive_preview, args=(said, seen, lambda state: state["step"] >= 2,
+                                                         "/recent/0.png"), daemon=True)
     watcher.start()
     outcome = run_video(job(source, style, out, preview=0, config=StyleConfig(iterations=30, style_weight=1e-1)),
                         vgg=random_vgg, notify=said.append)
     watcher.join(10)
     assert outcome.report["stopped"] and 2 <= outcome.report["frames_done"] < 6
-    assert seen["total"] == 6 and seen["label"].startswith("pass 1 frame") and seen["png"] == b"\x89PNG"
+    assert seen["total"] == 6 and seen["label"].startswith("pass 1 frame") and seen["image"] == b"\x89PNG"
     assert not out.exists() and len(list((work_folder(out) / "pass_0").glob("*.png"))) >= 2
     assert any("stopped from the preview page" in m for m in said)

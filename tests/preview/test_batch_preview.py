@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -13,28 +10,9 @@ from PIL import Image
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.jobs.batch import BatchJob, run_batch_job
-from tests.helpers import smooth_image
+from tests.helpers import drive_preview, smooth_image
 
 pytest.importorskip("starlette")
-
-
-def drive(said: list, seen: dict, until) -> None:
-    """Wait for the page's URL, poll its state until ``until(state)``, then press Stop."""
-    while not any("preview: " in m for m in said):
-        time.sleep(0.05)
-    base, token = next(m for m in said if "preview: " in m).split("preview: ")[1].split("/?token=")
-    while True:
-        with urllib.request.urlopen(f"{base}/state?token={token}", timeout=10) as r:
-            state = json.loads(r.read())
-        if until(state):
-            break
-        time.sleep(0.05)
-    seen.update(state)
-    with urllib.request.urlopen(f"{base}/image.png?token={token}", timeout=10) as r:
-        seen["image"] = r.read()[:4]
-    request = urllib.request.Request(f"{base}/control?token={token}", data=b'{"action": "stop"}',
-                                     headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 def test_a_batch_shows_its_pairs_and_stops_with_the_report_written(env, tmp_path):
@@ -44,7 +22,8 @@ def test_a_batch_shows_its_pairs_and_stops_with_the_report_written(env, tmp_path
         Image.fromarray((smooth_image(24, 32, i) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
     Image.fromarray((smooth_image(32, 32, 9) * 255).astype(np.uint8)).save(art / "a.png")
     said, seen = [], {}
-    watcher = threading.Thread(target=drive, args=(said, seen, lambda s: s["step"] >= 1 and s["recent"]), daemon=True)
+    watcher = threading.Thread(target=drive_preview, args=(said, seen, lambda s: s["step"] >= 1 and s["recent"]),
+                               daemon=True)
     watcher.start()
     report = run_batch_job(BatchJob(out_dir=str(tmp_path / "out"), contents=str(photos), styles=str(art),
                                     config=StyleConfig(iterations=300), size=32, batch_size=1, preview=0),
