@@ -43,7 +43,16 @@ import numpy as np
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.engine.batch import batched_advance, batched_evaluate, batched_start
 from jaxstyle.engine.program import Program
-from jaxstyle.engine.run import Progress, drive, evaluate, init_state, restarted, resume_point, run_chunk
+from jaxstyle.engine.run import (
+    Progress,
+    Stage,
+    evaluate,
+    init_state,
+    restarted,
+    resume_point,
+    run_chunk,
+    run_stages,
+)
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
@@ -237,7 +246,6 @@ class _Run:
         (for the rest of the run; the frame's optimizer starts afresh)."""
         params, program = self.params, self.program
         now = {"weights": weights}
-        state = init_state(params, x0, targets, weights, program=program)
 
         def on_chunk(done, st, last):
             if self.callback is not None:
@@ -251,13 +259,17 @@ class _Run:
                 return restarted(st, init_state(params, resume_point(st), targets, now["weights"], program=program))
             return None
 
-        state, history = drive(lambda st, n: run_chunk(params, st, targets, now["weights"], n, program=program),
-                               state, iterations=iterations, chunk=program.chunk,
-                               on_chunk=on_chunk if self.callback is not None or self.steer is not None else None)
-        failed = bool(state.nonfinite)
-        x = state.last_finite if failed else state.x
-        terms = {k: float(v) for k, v in evaluate(params, x, targets, now["weights"], program=program).items()}
-        return x, len(history), terms, "nonfinite" if failed else "done"
+        outcome = run_stages(
+            x0, [Stage(0, self.shape, iterations, 0, 1.0, True)], targets_at=lambda stage: targets,
+            start_x=lambda x, stage: x,
+            init=lambda x, targets: init_state(params, x, targets, now["weights"], program=program),
+            advance=lambda st, targets, n: run_chunk(params, st, targets, now["weights"], n, program=program),
+            evaluate=lambda x, targets: evaluate(params, x, targets, now["weights"], program=program),
+            chunk=program.chunk, period=program.chunk,
+            on_chunk=(lambda done, st, last, targets, stopped: on_chunk(done, st, last))
+            if self.callback is not None or self.steer is not None else None)
+        status = "nonfinite" if outcome.stopped[0] else "done"
+        return outcome.images[0], len(outcome.histories[0]), outcome.terms[0], status
 
 
 def stylize_video(frames: Sequence, style, *, vgg: VGG19, flow: FlowSource, config: StyleConfig = StyleConfig(),
@@ -410,22 +422,22 @@ def _parallel(run: _Run, store: FrameStore, on_frame, mesh, group, assign, barri
             stack = lambda trees: pad_batch(jax.tree.map(lambda *t: jnp.stack(t), *trees), group)  # noqa: E731
             x0, targets, weights = place(stack(xs)), place(stack(all_targets)), place(stack(weights))
             sharded = mesh is not None
-            state = batched_start(params, x0, targets, weights, run.program, sharded)
-            state, _ = drive(lambda st, n, targets=targets, weights=weights, sharded=sharded: batched_advance(
-                params, st, targets, weights, n, run.program, sharded), state, iterations=iterations,
-                chunk=run.program.chunk)
-            nonfinite = np.asarray(state.nonfinite)
-            x = jnp.where(jnp.asarray(nonfinite)[:, None, None, None], state.last_finite, state.x)
-            terms = jax.tree.map(np.asarray, batched_evaluate(params, x, targets, weights, run.program))
-            steps = np.asarray(state.steps)
-            x = np.asarray(x)
+            outcome = run_stages(
+                x0, [Stage(0, run.shape, iterations, 0, 1.0, True)],
+                targets_at=lambda stage, targets=targets: targets, start_x=lambda x, stage: x,
+                init=lambda x, targets, weights=weights, sharded=sharded: batched_start(
+                    params, x, targets, weights, run.program, sharded),
+                advance=lambda st, targets, n, weights=weights, sharded=sharded: batched_advance(
+                    params, st, targets, weights, n, run.program, sharded),
+                evaluate=lambda x, targets, weights=weights: batched_evaluate(params, x, targets, weights,
+                                                                              run.program),
+                chunk=run.program.chunk, period=run.program.chunk, members=len(members))
             seconds = (time.perf_counter() - begin) / len(members)
             finished = []
             for m, i in enumerate(members):  # all stored before any callback, which may interrupt
-                image = run.finish(jnp.asarray(x[m]), pairs[m])
-                record = FrameRecord(i, p, hows[m], iterations, int(steps[m]), seconds,
-                                     {k: float(v[m]) for k, v in terms.items()}, run.cut(i)[1],
-                                     "nonfinite" if nonfinite[m] else "done")
+                image = run.finish(jnp.asarray(outcome.images[m]), pairs[m])
+                record = FrameRecord(i, p, hows[m], iterations, len(outcome.histories[m]), seconds, outcome.terms[m],
+                                     run.cut(i)[1], "nonfinite" if outcome.stopped[m] else "done")
                 store.put(p, i, image, record)
                 records.append(record)
                 finished.append((record, image))
