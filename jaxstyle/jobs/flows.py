@@ -71,6 +71,12 @@ class FlowProvider:
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def held(self) -> int:
+        """How many flows are kept in memory now (at most ``keep``)."""
+        with self._changed:
+            return len(self._recent)
+
     def flo_path(self, a: int, b: int) -> Path:
         return Path(self.pattern.format(a=a + self.offset, b=b + self.offset))
 

@@ -39,7 +39,7 @@ def test_computes_ahead_but_no_further_than_asked_plus_the_window(tmp_path):
     for a, b in order[:10]:
         assert provider(a, b)[0, 0, 0] == a - b
     provider.close()
-    assert len(provider._recent) <= 3  # noqa: SLF001  memory holds the newest few only
+    assert provider.held <= 3  # memory holds the newest few only
     # a new provider on the same cache computes nothing
     again = FlowProvider(frames(), compute=lambda a, b: pytest.fail("computed again"), cache=tmp_path / "cache")
     again.prefetch(order[:10])
