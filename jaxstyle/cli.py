@@ -25,6 +25,7 @@ from jaxstyle.config import (
     StyleConfig,
     VideoConfig,
 )
+from jaxstyle.engine.planner import COARSE_TO_FINE_FROM, coarse_to_fine_scales
 from jaxstyle.examples import CONTENT, STYLE, example_path
 from jaxstyle.io import storage
 from jaxstyle.jobs import distributed
@@ -157,6 +158,9 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--optimizer", type=_optimizer_spec, default=StyleConfig.optimizer, metavar="NAME|MODULE:FACTORY",
                     help=f"one of {', '.join(OPTIMIZERS)}, or package.module:factory naming a function that "
                          "returns an optax GradientTransformation or a jaxstyle.Optimizer")
+    st.add_argument("--lbfgs-memory", type=_positive_int, default=StyleConfig.lbfgs_memory, metavar="N",
+                    help="curvature pairs L-BFGS keeps (each holds two image-sized arrays; a big output's plan "
+                         "may shrink it to fit, and says so)")
     st.add_argument("--learning-rate", type=_finite_float, default=None,
                     help="Adam step size in [0, 1] pixel units (default 0.02)")
     st.add_argument("--content-weight", type=_finite_float, default=StyleConfig.content_weight)
@@ -186,6 +190,24 @@ def _add_style_options(st: argparse.ArgumentParser) -> None:
                     help="input normalisation of a state-dict weights file")
 
 
+def _block_size(text: str) -> int | str | None:
+    if text in ("auto", "off"):
+        return None if text == "off" else "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a block size in px, got {text!r}") from None
+
+
+def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """How a still image's objective is evaluated (`stylize`, `demo`, `plan`, `batch`)."""
+    parser.add_argument("--block-size", type=_block_size, default="auto", metavar="PX|auto|off",
+                        help="evaluate the objective block by block (the whole image's value and gradient, one "
+                             "block's activations in memory at a time): auto (default) when the whole image "
+                             "does not fit in memory; PX forces blocks of about PX px; off forbids them. "
+                             "`jaxstyle plan` shows the choice")
+
+
 def _add_single_run_options(parser: argparse.ArgumentParser) -> None:
     """Options of one run to one output file (`stylize` and `demo`)."""
     parser.add_argument("-o", "--output", required=True, help="output image (.png, .jpg; .tif: 16-bit); a path "
@@ -212,6 +234,7 @@ def _add_single_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-save-on-interrupt", action="store_true",
                         help="on Ctrl-C/SIGTERM write nothing (default: save the latest image as the output)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    _add_evaluation_options(parser)
     _add_preview_options(parser)
 
 
@@ -332,6 +355,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     pl.add_argument("content", help="content image (only its header is read)")
     _add_style_options(pl)
+    _add_evaluation_options(pl)
     pl.add_argument("--compile", action="store_true",
                     help="also compile the step loop and print XLA's own memory analysis (needs the weights)")
 
@@ -348,6 +372,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="pairs optimised together, or auto: 1 per CPU device (batching does not pay on a "
                          "CPU), on accelerators as many per device as fit in memory, at most 8")
     _add_style_options(bt)
+    _add_evaluation_options(bt)
     bt.add_argument("--init", choices=INITS, default="content")
     bt.add_argument("--overwrite", action="store_true", help="redo pairs whose output exists")
     bt.add_argument("--claim-timeout", type=_positive_int, default=60, metavar="SECONDS",
@@ -415,8 +440,11 @@ VIDEO_ITERATIONS = 50  # each later frame's steps: it starts from the previous f
 VIDEO_SIZE = 512
 
 
-def resolve_scales(args) -> None:
-    """Sets ``args.size`` and ``args.coarse_scales`` from --size, --scales and --min-scale."""
+def resolve_scales(args, default_coarse: bool = True) -> None:
+    """Sets ``args.size`` and ``args.coarse_scales`` from --size, --scales and --min-scale; without
+    them a big output (``default_coarse``) runs coarse-to-fine by default
+    (:func:`jaxstyle.engine.planner.coarse_to_fine_scales`), and ``args.default_scales`` says so."""
+    args.default_scales = False
     if args.scales and args.min_scale:
         raise ValueError("give --scales or --min-scale, not both")
     if args.scales:
@@ -427,7 +455,8 @@ def resolve_scales(args) -> None:
         args.size, args.coarse_scales = args.scales[-1], args.scales[:-1]
         return
     args.size = args.size or DEFAULT_SIZE
-    args.coarse_scales = ()
+    args.coarse_scales = coarse_to_fine_scales(args.size) if default_coarse and not args.min_scale else ()
+    args.default_scales = bool(args.coarse_scales)
     if args.min_scale:
         if args.min_scale > args.size:
             raise ValueError(f"--min-scale {args.min_scale} is larger than --size {args.size}")
@@ -448,9 +477,9 @@ def _style_size(args) -> int:
     return args.style_size or args.size
 
 
-def _config(args) -> StyleConfig:
-    resolve_scales(args)
-    return StyleConfig(
+def _config(args, default_coarse: bool = True) -> StyleConfig:
+    resolve_scales(args, default_coarse)
+    return StyleConfig(lbfgs_memory=args.lbfgs_memory,
         scales=args.coarse_scales, scale_iterations=args.scale_iterations, precision=args.precision, conv=args.conv,
         remat=args.remat,
         content_layers=args.content_layers, style_layers=args.style_layers,
@@ -461,6 +490,12 @@ def _config(args) -> StyleConfig:
         init=getattr(args, "init", "content") if getattr(args, "init", None) in INITS else "content",
         seed=args.seed, style_blend=getattr(args, "style_blend", None), preserve_colors=args.preserve_colors,
         init_noise_blend=getattr(args, "init_noise_blend", 0.0), normalize_gradients=args.normalize_gradients)
+
+
+def _default_scales_line(args) -> str:
+    stages = " -> ".join(map(str, (*args.coarse_scales, args.size)))
+    return (f"coarse-to-fine {stages} px (the default for outputs of {COARSE_TO_FINE_FROM} px and more; "
+            f"--scales {args.size} runs one scale)")
 
 
 def _notify(message: str) -> None:
@@ -479,7 +514,10 @@ def _batch(args) -> int:
                    overwrite=args.overwrite, plot=args.plot, claim_timeout=args.claim_timeout,
                    distributed=args.distributed, coordinator=args.coordinator, num_processes=args.num_processes,
                    process_id=args.process_id, weights=_network_path(args), preprocessing=args.preprocessing,
-                   pooling=args.pooling, preview=args.preview, preview_host=args.preview_host)
+                   pooling=args.pooling, preview=args.preview, preview_host=args.preview_host,
+                   block_size=args.block_size)
+    if args.default_scales:
+        _log(args, _default_scales_line(args))
     bar = None
 
     def on_share(pairs: int) -> None:
@@ -507,7 +545,9 @@ def _batch(args) -> int:
 
 def _plan(args) -> int:
     config = _config(args)
-    plan = plan_run(args.content, config, args.size, compile_with=(
+    if args.default_scales:
+        print(_default_scales_line(args))
+    plan = plan_run(args.content, config, args.size, block_size=args.block_size, compile_with=(
         (lambda: load_network(_network_path(args), pooling=args.pooling, preprocessing=args.preprocessing,
                               log=_notify)) if args.compile else None))
     for line in plan.lines:
@@ -524,7 +564,9 @@ def _stylize(args) -> int:
                     overwrite=args.overwrite, shard_image=args.shard_image,
                     save_on_interrupt=not args.no_save_on_interrupt, weights=_network_path(args),
                     preprocessing=args.preprocessing, pooling=args.pooling, preview=args.preview,
-                    preview_host=args.preview_host)
+                    preview_host=args.preview_host, block_size=args.block_size)
+    if args.default_scales:
+        _log(args, _default_scales_line(args))
     _keep_compiled_programs()
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -559,7 +601,7 @@ def _video(args) -> int:
     if args.scales or args.min_scale:
         raise ValueError("--scales/--min-scale: a video runs at one scale")
     args.size = args.size or VIDEO_SIZE
-    config = _config(args)
+    config = _config(args, default_coarse=False)
     parallel = args.parallel
     if args.distributed and not parallel:
         raise ValueError("--distributed needs --parallel (the sequential mode is one frame after another)")

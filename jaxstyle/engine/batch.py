@@ -30,6 +30,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig, is_seed
+from jaxstyle.engine.evaluation import WholeImage
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import StyleResult, advance, restarted, resume_point, run_stages, stages, start_state, terms_of
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
@@ -130,7 +131,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
                   callback: Callable[[BatchProgress], None] | None = None,
                   callback_every: int = 50, content_masks: Sequence[ArrayLike] | None = None,
                   style_masks: Sequence[Sequence[ArrayLike | None] | None] | None = None,
-                  track_terms: bool = False, steer: Callable[[int], dict | None] | None = None) -> list[StyleResult]:
+                  track_terms: bool = False, steer: Callable[[int], dict | None] | None = None,
+                  evaluation: WholeImage = WholeImage()) -> list[StyleResult]:
     """Stylize B pairs in one compiled program.
 
     contents: float32 [B, H, W, 3] RGB in [0, 1] (one shape). styles: B images [h, w, 3]
@@ -149,6 +151,8 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
     its own style image (:mod:`jaxstyle.objective.masks`); every pair then has the same number
     (>= 2) of style images. style_masks: per pair, one mask (or None) per style image, in that
     image's shape. track_terms: record the weighted loss terms after every chunk (``term_history``).
+    evaluation: how each pair's objective is evaluated (:mod:`jaxstyle.engine.evaluation`; e.g.
+    :class:`~jaxstyle.engine.evaluation.BlockByBlock` for pairs beyond one device's memory, one at a time).
     """
     contents = np.asarray(contents, np.float32)
     if contents.ndim != 4 or contents.shape[-1] != 3:
@@ -185,7 +189,11 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
         of = f" of pair {i}" if n > 1 else ""
         check_stage_sizes(height, width, [s.shape for s in pair.styles], config, content_name=f"content image{of}",
                           style_names=[f"style image {k + 1}{of}" for k in range(len(pair.styles))])
-    program = Program.build(config, vgg, callback_every)
+    if evaluation is None:
+        evaluation = WholeImage()
+    if mesh is not None and evaluation.blocking is not None:
+        raise ValueError("a batch sharded over a mesh is evaluated whole: give a mesh or block-by-block evaluation")
+    program = Program.build(config, vgg, callback_every, evaluation)
     start = time.perf_counter()
     base_params = program.objective.params(vgg)
     params = base_params if mesh is None else replicate(base_params, mesh)
@@ -205,7 +213,7 @@ def stylize_batch(contents: ArrayLike, styles: Sequence[ArrayLike | Sequence[Arr
 
     def targets_at(stage):
         per_pair = [stage_targets(base_params, pair, program.objective, stage.shape, stage.factor, cache=gram_cache,
-                                  vgg=vgg) for pair in pairs]
+                                  vgg=vgg, blocking=evaluation.blocking) for pair in pairs]
         return place(jax.tree.map(lambda *t: jnp.stack(t), *per_pair))
 
     def start_x(x, stage):

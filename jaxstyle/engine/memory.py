@@ -23,10 +23,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.config import StyleConfig
+from jaxstyle.engine.evaluation import WholeImage
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import init_state, run_chunk
 from jaxstyle.model.convolutions import winograd_layers
 from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES, poolings_before
+from jaxstyle.objective.blocks import Blocking, pad_targets
 from jaxstyle.objective.targets import compute_targets
 from jaxstyle.objective.terms import loss_weights
 
@@ -37,6 +39,7 @@ IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's history (x, gradi
 # at 256, 512 and 1024 px).
 LBFGS_ARRAYS_PER_PAIR = 4
 OVERHEAD_BYTES = 32 << 20
+BLOCK_IMAGE_ARRAYS = 3  # block by block: the padded image, the gradient the windows add into, its crop
 
 
 class WontFitError(ValueError):
@@ -64,20 +67,56 @@ def activation_elements(height: int, width: int, config: StyleConfig) -> int:
 def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1) -> int:
     """Memory of a run at ``height`` x ``width`` (the full-size stage: coarse stages need less),
     optimising ``batch`` images together (weights shared)."""
+    activations = _activation_bytes(height, width, config)
+    images = height * width * 3 * 4 * (_history_arrays(config) + IMAGE_ARRAYS)
+    return int(OVERHEAD_BYTES + _weight_bytes(config) + batch * (activations + images))
+
+
+def winograd_for(config: StyleConfig) -> tuple[str, ...]:
+    """The layers this backend computes by Winograd under the config."""
+    return winograd_layers(config.conv, config.all_layers, jax.default_backend(), config.precision)
+
+
+def _weight_bytes(config: StyleConfig) -> int:
     deepest = max(LAYER_INDEX[n] for n in config.all_layers)
     convs = [n for n in LAYER_NAMES[: deepest + 1] if n.startswith("conv")]
     weights = sum(k[0] * k[1] * k[2] * k[3] + k[3] for k in (CONV_KERNEL_SHAPES[n] for n in convs)) * 4
-    # Winograd layers keep their transformed kernels (36 points, forward and backward: 8x the
-    # kernel) and need a workspace of 36/16 of their input and output while they run.
-    fast = winograd_layers(config.conv, config.all_layers, jax.default_backend(), config.precision)
-    weights += sum(72 * CONV_KERNEL_SHAPES[n][2] * CONV_KERNEL_SHAPES[n][3] * 4 for n in fast)
+    # Winograd layers keep their transformed kernels (36 points, forward and backward: 8x the kernel)
+    return weights + sum(72 * CONV_KERNEL_SHAPES[n][2] * CONV_KERNEL_SHAPES[n][3] * 4 for n in winograd_for(config))
+
+
+def _activation_bytes(height: int, width: int, config: StyleConfig) -> float:
+    """The activations the backward pass keeps, and the workspace of 36/16 of their input and
+    output that Winograd layers need while they run."""
+    fast = winograd_for(config)
     sizes = {n: (height >> poolings_before(n)) * (width >> poolings_before(n)) for n in fast}
     workspace = max((sizes[n] * 36 // 16 * (CONV_KERNEL_SHAPES[n][2] + CONV_KERNEL_SHAPES[n][3]) * 4 for n in fast),
                     default=0)
-    activations = activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR + workspace
-    history = LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
-    images = height * width * 3 * 4 * (history + IMAGE_ARRAYS)
-    return int(OVERHEAD_BYTES + weights + batch * (activations + images))
+    return activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR + workspace
+
+
+def _history_arrays(config: StyleConfig) -> int:
+    return LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
+
+
+def estimate_block_bytes(height: int, width: int, config: StyleConfig, blocking: Blocking) -> int:
+    """Memory of a run at ``height`` x ``width`` evaluated block by block: the weights, one chunk
+    of windows' activations, the image-sized arrays (the optimizer's, and the padded image and
+    gradient the blocks read and add into) and the padded content features; the full-size stage."""
+    layout = blocking.layout(height, width, config.all_layers, winograd_for(config))
+    if layout is None:
+        return estimate_bytes(height, width, config)
+    activations = blocking.per_chunk * _activation_bytes(*layout.window, config)
+    images = height * width * 3 * 4 * (_history_arrays(config) + IMAGE_ARRAYS + BLOCK_IMAGE_ARRAYS)
+    content = sum((layout.rows.padded >> poolings_before(n)) * (layout.cols.padded >> poolings_before(n))
+                  * _channels(n) * 4 for n in config.content_layers)
+    return int(OVERHEAD_BYTES + _weight_bytes(config) + activations + images + content)
+
+
+def _channels(layer: str) -> int:
+    """Channels of a layer's output."""
+    conv = max((n for n in LAYER_NAMES[: LAYER_INDEX[layer] + 1] if n.startswith("conv")), key=LAYER_INDEX.__getitem__)
+    return CONV_KERNEL_SHAPES[conv][3]
 
 
 def available_bytes(device: jax.Device | None = None) -> tuple[int, str]:
@@ -199,14 +238,19 @@ def format_bytes(n: float) -> str:
     raise AssertionError
 
 
-def compiled_bytes(vgg, height: int, width: int, config: StyleConfig) -> int | None:
-    """XLA's memory analysis of the compiled step loop at H x W (arguments + temporaries +
-    outputs, donated buffers once). Compiles, but allocates nothing: shapes only."""
-    program = Program.build(config, vgg, 10)
+def compiled_bytes(vgg, height: int, width: int, config: StyleConfig, evaluation: WholeImage = WholeImage()
+                   ) -> int | None:
+    """XLA's memory analysis of the compiled step loop at H x W under ``evaluation`` (arguments +
+    temporaries + outputs, donated buffers once). Compiles, but allocates nothing: shapes only."""
+    program = Program.build(config, vgg, 10, evaluation)
     params = program.objective.params(vgg)
     weights = loss_weights(config)
     image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
     targets = jax.eval_shape(lambda c, s: compute_targets(params, c, s, objective=program.objective), image, image)
+    layout = None if evaluation.blocking is None else evaluation.blocking.layout(
+        height, width, program.objective.layers, program.objective.winograd_layers)
+    if layout is not None:
+        targets = jax.eval_shape(lambda t: pad_targets(t, layout), targets)
     state = jax.eval_shape(lambda x, t: init_state(params, x, t, weights, program=program), image, targets)
     compiled = run_chunk.lower(params, state, targets, weights, jnp.int32(10), program=program).compile()
     analysis = compiled.memory_analysis()

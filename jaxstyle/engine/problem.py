@@ -28,7 +28,7 @@ from jaxstyle.engine.program import Program
 from jaxstyle.model.vgg import VGG19
 from jaxstyle.objective.inputs import check_stage_sizes, grey_init, initial_image, prepare_pair, restore_colors
 from jaxstyle.objective.targets import stage_targets
-from jaxstyle.objective.terms import loss_terms, loss_weights
+from jaxstyle.objective.terms import loss_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class StyleProblem:
 
 
 def _terms(params, targets, weights, program, x):
-    return loss_terms(params, x, targets, weights, program.objective)
+    return program.terms(params, targets, weights)(x)
 
 
 def _loss(params, targets, weights, program, x):

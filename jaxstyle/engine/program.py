@@ -42,3 +42,8 @@ class Program:
     def loss(self, params, targets: dict, weights: dict):
         """The scalar loss function of an iterate, as this program's evaluation computes it."""
         return self.evaluation.loss(params, targets, weights, self.objective)
+
+    def terms(self, params, targets: dict, weights: dict):
+        """The weighted terms of an iterate (content, style, tv, range, total), as this program's evaluation
+        computes them."""
+        return self.evaluation.terms(params, targets, weights, self.objective)

@@ -22,7 +22,6 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.engine.program import Program
 from jaxstyle.objective.inputs import stage_shapes
 from jaxstyle.objective.resample import resize
-from jaxstyle.objective.terms import loss_terms
 from jaxstyle.optim import LoopState, init_loop, run_steps
 
 
@@ -40,7 +39,7 @@ def advance(params, state: LoopState, targets: dict, weights: dict, num_steps: j
 
 def terms_of(params, x: jax.Array, targets: dict, weights: dict, program: Program) -> dict:
     """The weighted terms at the iterate ``x`` (content, style, tv, range, total)."""
-    return loss_terms(params, x, targets, weights, program.objective)
+    return program.terms(params, targets, weights)(x)
 
 
 def restarted(old: LoopState, new: LoopState) -> LoopState:

@@ -10,6 +10,7 @@ the evaluation strategy (:mod:`jaxstyle.engine.evaluation`) and the run
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -19,6 +20,7 @@ from jax.typing import ArrayLike
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine.evaluation import SpatiallySharded, WholeImage
+from jaxstyle.engine.planner import plan_evaluation
 from jaxstyle.engine.program import Program
 from jaxstyle.engine.run import (
     Progress,
@@ -55,7 +57,8 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
             callback: Callable[[Progress], None] | None = None, callback_every: int = 50,
             mesh: jax.sharding.Mesh | None = None, content_mask: ArrayLike | None = None,
             style_masks: list[ArrayLike | None] | None = None, track_terms: bool = False,
-            steer: Callable[[int], dict | None] | None = None) -> StyleResult:
+            steer: Callable[[int], dict | None] | None = None, block_size: int | str | None = "auto",
+            evaluation: WholeImage | None = None) -> StyleResult:
     """Render ``content`` in the style of ``style``.
 
     content: float32 [H, W, 3] RGB in [0, 1]. style: one such image (any size) or a list of
@@ -66,6 +69,12 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
       end of each stage.
     mesh: a 2-D ``("height", "width")`` mesh (:func:`jaxstyle.engine.sharding.spatial_mesh`) to split
       the image over several devices, for images beyond one device's memory.
+    block_size: how the objective is evaluated (:func:`jaxstyle.engine.planner.plan_evaluation`):
+      "auto" on the whole image when its memory estimate fits, else block by block, the whole
+      image's value and gradient from one block's activations at a time (the L-BFGS history
+      shrunk, with a warning, if even that does not fit); an int forces blocks of that many px;
+      None forbids them. ``evaluation`` (a strategy of :mod:`jaxstyle.engine.evaluation`, e.g. a
+      plan's, with its config) overrides it.
     content_mask: [H, W] grey levels in [0, 1] (any size; resized to the content's) that give
       each region of the output its own style image, instead of blending them
       (:mod:`jaxstyle.objective.masks`: with two styles, white takes the first, black the second).
@@ -86,7 +95,13 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
     init_image = grey_init(init_image, config)
     height, width = pair.original.shape[:2]
     check_stage_sizes(height, width, [s.shape for s in pair.styles], config)
-    evaluation = WholeImage() if mesh is None else SpatiallySharded(mesh)
+    if mesh is not None:
+        evaluation = SpatiallySharded(mesh)
+    elif evaluation is None:
+        plan = plan_evaluation(height, width, config, block_size=block_size)
+        if plan.config != config:
+            warnings.warn("; ".join(plan.notes), stacklevel=2)
+        config, evaluation = plan.config, plan.evaluation
     program = Program.build(config, vgg, callback_every, evaluation)
     start = time.perf_counter()
     params, initial_weights = evaluation.place_shared((program.objective.params(vgg), loss_weights(config)))
@@ -97,7 +112,7 @@ def stylize(content: ArrayLike, style: ArrayLike | list[ArrayLike], *, vgg: VGG1
 
     def targets_at(stage):
         return stage_targets(params, pair, program.objective, stage.shape, stage.factor,
-                             place=evaluation.place_image)
+                             place=evaluation.place_image, blocking=evaluation.blocking)
 
     def start_x(x, stage):
         return evaluation.place_image(resize(jnp.clip(x, 0.0, 1.0), stage.shape) if stage.index

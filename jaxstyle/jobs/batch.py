@@ -18,6 +18,7 @@ import jax
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import memory
+from jaxstyle.engine.planner import PLAN_SHARE, plan_evaluation
 from jaxstyle.engine.sharding import batch_mesh
 from jaxstyle.io import images, plot, storage
 from jaxstyle.jobs import distributed, live, manifest
@@ -38,7 +39,8 @@ class BatchJob:
     process's share of a multi-host run. weights, preprocessing, pooling: the network. preview:
     serve the live page on this port (0: any free one) of ``preview_host``: the batch being worked
     on (its first pair's image), the last few finished pairs; stop (the report is written, the rest
-    stays pending for a re-run), a snapshot, the weights for the rest of the run."""
+    stays pending for a re-run), a snapshot, the weights for the rest of the run. block_size: as
+    :class:`~jaxstyle.jobs.single.SingleJob`'s; a blocked run takes one pair at a time."""
 
     out_dir: str
     manifest: str | None = None
@@ -60,6 +62,7 @@ class BatchJob:
     pooling: str = "max"
     preview: int | None = None
     preview_host: str = "127.0.0.1"
+    block_size: int | str | None = "auto"
 
 
 def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda record: None,
@@ -95,7 +98,18 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
     if batch_size == "auto":  # a square bucket is the largest
         batch_size, why = memory.auto_batch_size(job.size, job.size, config)
     per_device = -(-min(batch_size, max(len(share), 1)) // len(jax.local_devices()))
-    memory.check_fits(job.size, job.size, config, "batch", batch=per_device)  # a square bucket is the largest
+    evaluation = None
+    whole_fits = memory.estimate_bytes(job.size, job.size, config) <= memory.available_bytes()[0] * PLAN_SHARE
+    if isinstance(job.block_size, int) or (job.block_size == "auto" and not whole_fits):
+        # a square bucket is the largest; one big pair at a time, block by block
+        plan = plan_evaluation(job.size, job.size, config, block_size=job.block_size, what="batch")
+        config, evaluation = plan.config, plan.evaluation
+        if plan.blocked:
+            batch_size, why, mesh = 1, "one pair at a time, block by block", None
+            for note in plan.notes:
+                log(note)
+    if evaluation is None:
+        memory.check_fits(job.size, job.size, config, "batch", batch=per_device)  # a square bucket is the largest
     log(f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {batch_size} ({why}), "
         f"{len(jax.local_devices())} local device(s)")
     on_share(len(share))
@@ -128,7 +142,8 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
     try:
         report = run_pairs(share, config=config, vgg=vgg, size=job.size, batch_size=batch_size,
                            style_size=job.style_size or job.size, report_path=report_path, overwrite=job.overwrite,
-                           mesh=mesh, on_pair=pair_done, report_extra={"process": index, "process_count": count},
+                           mesh=mesh, evaluation=evaluation, on_pair=pair_done,
+                           report_extra={"process": index, "process_count": count},
                            plot=job.plot, stale_claim_seconds=job.claim_timeout,
                            progress=None if page is None else progressed,
                            steer=None if page is None else lambda step: page.steer(step, log),

@@ -74,7 +74,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
               bucket_multiple: int = 32, on_pair: Callable[[dict], None] = lambda record: None,
               report_extra: dict | None = None, plot: bool = False, stale_claim_seconds: float = 60.0,
               poll_seconds: float = 1.0, progress: Callable | None = None,
-              steer: Callable[[int], dict | None] | None = None, steered: dict | None = None) -> dict:
+              steer: Callable[[int], dict | None] | None = None, steered: dict | None = None,
+              evaluation=None) -> dict:
     """Stylize ``pairs`` into their outputs; returns the report (also written to ``report_path``).
     With ``plot`` each output gets its loss curves beside it as ``<output stem>.loss.png``.
 
@@ -85,7 +86,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
     computed here. progress(pairs, batch_progress): after every chunk of a batch's steps; steer:
     as :func:`jaxstyle.engine.batch.stylize_batch`'s (the live page); steered: the weights changed so
     far (a dict the caller keeps up to date), which every later batch starts with, in place of the
-    config's and the pairs' own."""
+    config's and the pairs' own. evaluation: a strategy of :mod:`jaxstyle.engine.evaluation` (default:
+    the whole image), e.g. block by block for big pairs."""
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
     extra = {"config": {"size": size, "batch_size": batch_size, "iterations": config.iterations,
@@ -151,7 +153,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
                             continue
                         try:
                             _run_batch(batch, key[0], config=config, vgg=vgg, size=size, out_dir=report_path.parent,
-                                       style_size=style_size or size, mesh=mesh,
+                                       style_size=style_size or size, mesh=mesh, evaluation=evaluation,
                                        styles=styles, grams=grams, finish=finish, plot=plot, progress=progress,
                                        steer=steer, steered=steered or {})
                         finally:
@@ -167,7 +169,7 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
 
 
 def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, out_dir, style_size, mesh, styles,
-               grams, finish, plot=False, progress=None, steer=None, steered=None) -> None:
+               grams, finish, plot=False, progress=None, steer=None, steered=None, evaluation=None) -> None:
     contents, style_images, ready, exact_shapes = [], [], [], []
     content_masks, style_masks = [], []
     for pair in batch:
@@ -204,7 +206,7 @@ def _run_batch(batch: list[Pair], shape: tuple[int, int], *, config, vgg, size, 
         config = dataclasses.replace(config, tv_weight=steered["tv_weight"])
     try:
         results = stylize_batch(
-            np.stack(contents), style_images, config=config, vgg=vgg, mesh=mesh,
+            np.stack(contents), style_images, config=config, vgg=vgg, mesh=mesh, evaluation=evaluation,
             content_weights=[steered.get("content_weight", config.content_weight if p.content_weight is None
                                          else p.content_weight) for p in ready],
             style_weights=[steered.get("style_weight", config.style_weight if p.style_weight is None

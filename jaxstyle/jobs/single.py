@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import memory
+from jaxstyle.engine.planner import plan_evaluation
 from jaxstyle.engine.run import Progress, StyleResult
 from jaxstyle.engine.sharding import spatial_grid, spatial_mesh
 from jaxstyle.engine.stylize import stylize
@@ -37,7 +38,9 @@ class SingleJob:
     steps. shard_image: split the image over all local devices. save_on_interrupt: write the
     latest image to the output when interrupted. weights, preprocessing, pooling: the network
     (default: the cached weights). preview: serve the live page (:mod:`jaxstyle.jobs.live`) on this
-    port (0: any free one) of ``preview_host``."""
+    port (0: any free one) of ``preview_host``. block_size: block-by-block evaluation, "auto" (when the
+    whole image does not fit), a block size in px (forced) or None (never):
+    :func:`jaxstyle.engine.planner.plan_evaluation`."""
 
     content: str
     styles: tuple[str, ...]
@@ -58,6 +61,7 @@ class SingleJob:
     pooling: str = "max"
     preview: int | None = None
     preview_host: str = "127.0.0.1"
+    block_size: int | str | None = "auto"
 
 
 def refuse_overwrite(path: storage.Location, overwrite: bool) -> None:
@@ -115,12 +119,18 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     style_shapes = [images.fitted_shape(*images.image_size(p), style_size) for p in job.styles]
     check_stage_sizes(*content_shape, style_shapes, config, content_name=f"{job.content}: content image",
                       style_names=[f"{path}: style image" for path in job.styles])
-    grid = None
+    grid = evaluation = None
     if job.shard_image:  # checked per tile: the split is what lets an image beyond one device's memory run
+        if job.block_size not in ("auto", None):
+            raise ValueError("--shard-image splits the image over devices: it does not go with --block-size")
         grid = spatial_grid(*content_shape, len(jax.local_devices()))
         memory.check_fits_sharded(*content_shape, config, str(job.content), grid)
     else:
-        memory.check_fits(*content_shape, config, str(job.content))
+        plan = plan_evaluation(*content_shape, config, block_size=job.block_size, what=str(job.content))
+        config, evaluation = plan.config, plan.evaluation
+        if plan.blocked:
+            for note in plan.notes:
+                log(note)
     content = images.load_image(job.content, max_size=job.size)
     styles = [images.load_image(path, max_size=style_size) for path in job.styles]
     content_mask = None
@@ -162,7 +172,8 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
                                config.total_iterations, config, job.preview_host, job.preview, notify)
     try:
         result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image, callback=progressed,
-                         callback_every=every, mesh=mesh, content_mask=content_mask, style_masks=masks,
+                         callback_every=every, mesh=mesh, evaluation=evaluation, content_mask=content_mask,
+                         style_masks=masks,
                          track_terms=plot_path is not None or page is not None,
                          steer=None if page is None else lambda step: page.steer(step, log))
     except live_page.StopRequested:

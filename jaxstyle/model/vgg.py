@@ -216,6 +216,12 @@ class VGG19Features(nn.Module):
         forward pass for memory. Values and gradients are unchanged.
       winograd_layers: conv layers computed by Winograd F(4x4, 3x3) instead of the direct
         convolution (:mod:`jaxstyle.model.winograd`; same values to ~2e-5 relative).
+      extent: for windows cut from a larger image, that image's (height, width): every
+        convolution's input is zeroed where it lies outside the image, at that layer's resolution,
+        as the whole image's own zero padding is there. Call with ``origin`` [B, 2], each window's
+        (row, column) in the image, multiples of ``2 ** poolings`` so that the poolings keep the
+        image's grid. Inside the image a window's activations are then the image's, except within
+        the receptive field of the window's own edges.
 
     Call with preprocessed input float [B, H, W, 3]; returns {name: [B, h, w, C]}.
     """
@@ -225,9 +231,10 @@ class VGG19Features(nn.Module):
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
     winograd_layers: tuple[str, ...] = ()
+    extent: tuple[int, int] | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    def __call__(self, x: jax.Array, origin: jax.Array | None = None) -> dict[str, jax.Array]:
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"expected pooling 'max' or 'avg', got {self.pooling!r}")
         wanted = {canonical_layer(n) for n in self.layers}
@@ -236,26 +243,43 @@ class VGG19Features(nn.Module):
         deepest = max(LAYER_INDEX[n] for n in wanted)
         names = LAYER_NAMES[: deepest + 1]
         blocks = [tuple(n for n in names if n[4] == str(b)) for b in range(1, 6)]
+        if (self.extent is None) != (origin is None):
+            raise ValueError("expected origin exactly when the module has an extent (windows of a larger image)")
         run = nn.remat(_run_layers, static_argnums=(2, 3)) if self.remat else _run_layers
         out = {}
         for block in (b for b in blocks if b):
-            x, found = run(self, x, block, tuple(n for n in block if n in wanted))
+            x, found = run(self, x, block, tuple(n for n in block if n in wanted), origin)
             out.update(found)
         return out
 
 
+def inside_image(x: jax.Array, origin: jax.Array, extent: tuple[int, int], level: int) -> jax.Array:
+    """x [B, h, w, C], windows at ``level`` poolings of an image of ``extent`` (height, width), each
+    starting at ``origin`` [B, 2] (input pixels, multiples of ``2 ** level``), zeroed outside the image."""
+    origin = jnp.asarray(origin, jnp.int32)
+    rows = jnp.arange(x.shape[1])[None] + (origin[:, :1] >> level)
+    cols = jnp.arange(x.shape[2])[None] + (origin[:, 1:] >> level)
+    rows = (rows >= 0) & (rows < (extent[0] >> level))
+    cols = (cols >= 0) & (cols < (extent[1] >> level))
+    return x * (rows[:, :, None] & cols[:, None, :])[..., None].astype(x.dtype)
+
+
 def _run_layers(module: VGG19Features, x: jax.Array, names: tuple[str, ...],
-                wanted: tuple[str, ...]) -> tuple[jax.Array, dict[str, jax.Array]]:
+                wanted: tuple[str, ...], origin: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Layers ``names`` in order (one VGG block); returns the last output and the ``wanted`` ones."""
     found = {}
+    level = poolings_before(names[0])
     for name in names:
         if name.startswith("conv"):
+            if module.extent is not None:
+                x = inside_image(x, origin, module.extent, level)
             x = Conv3x3(CONV_KERNEL_SHAPES[name][3], dtype=module.dtype, winograd=name in module.winograd_layers,
                         name=name, parent=module)(x)
         elif name.startswith("relu"):
             x = nn.relu(x)
         else:
             x = pool2x2(x, module.pooling)
+            level += 1
         if name in wanted:
             found[name] = x
     return x, found

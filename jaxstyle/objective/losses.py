@@ -70,7 +70,11 @@ def content_loss(features: ArrayLike, target: ArrayLike) -> jax.Array:
 @jax.jit
 def style_layer_loss(features: ArrayLike, target_gram: ArrayLike) -> jax.Array:
     """``mean((G - A)^2) / 4`` = Gatys' ``1/(4 N^2 M^2) sum (G' - A')^2`` for one layer."""
-    gram = gram_matrix(features)
+    return gram_style_loss(gram_matrix(features), target_gram)
+
+
+def gram_style_loss(gram: jax.Array, target_gram: ArrayLike) -> jax.Array:
+    """``mean((G - A)^2) / 4`` of a Gram matrix G [C, C] (:func:`style_layer_loss` from its Gram)."""
     diff = gram - jnp.asarray(target_gram).astype(gram.dtype)
     return 0.25 * jnp.mean(diff * diff)
 
@@ -126,8 +130,13 @@ def masked_style_layer_loss(features: ArrayLike, masks: ArrayLike, target_grams:
     Each region's term is weighted by its share of the image, so one all-ones region equals
     :func:`style_layer_loss`."""
     grams = jax.vmap(masked_gram_matrix, in_axes=(None, 0))(features, masks)
+    return region_style_loss(grams, target_grams, jnp.mean(jnp.asarray(masks, grams.dtype), axis=(1, 2)))
+
+
+def region_style_loss(grams: jax.Array, target_grams: ArrayLike, shares: jax.Array) -> jax.Array:
+    """``sum_r shares_r * mean((G_r - A_r)^2) / 4`` of region Grams [R, C, C] (:func:`masked_style_layer_loss`
+    from its Grams and each region's share of the image, [R])."""
     diff = grams - jnp.asarray(target_grams).astype(grams.dtype)
-    shares = jnp.mean(jnp.asarray(masks, grams.dtype), axis=(1, 2))
     return 0.25 * jnp.sum(shares * jnp.mean(diff * diff, axis=(1, 2)))
 
 

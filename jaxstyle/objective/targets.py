@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.model.vgg import VGG19
+from jaxstyle.objective.blocks import Blocking, blocked_content_features, blocked_style_grams, pad_targets
 from jaxstyle.objective.inputs import PairInputs
 from jaxstyle.objective.losses import gram_matrix, masked_gram_matrix
 from jaxstyle.objective.masks import layer_masks, region_masks
@@ -79,20 +80,34 @@ def style_target_key(style: np.ndarray, mask: np.ndarray | None, shape: tuple[in
 
 def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[int, int], factor: float, *,
                   place: Callable[[jax.Array], jax.Array] = lambda a: a, cache: MutableMapping | None = None,
-                  vgg: VGG19 | None = None) -> dict:
+                  vgg: VGG19 | None = None, blocking: Blocking | None = None) -> dict:
     """Targets of ``pair`` at a stage of ``shape`` (h, w), its style images scaled by ``factor``:
     {content: {layer: [h', w', C]}, style: {layer: [C, C]}} (blended), or with a content mask
     style {layer: [R, C, C]} and masks {layer: [R, h', w']}. ``place`` puts the stage's content
     where the run computes (sharded). With ``cache`` (and the ``vgg`` that ``params`` come from),
-    style targets are looked up before they are computed."""
-    content = content_targets_jit(params, place(resize(jnp.asarray(pair.content), shape)), objective=objective)
+    style targets are looked up before they are computed. With ``blocking``, images it evaluates
+    block by block have their features computed so (the same values), and a content image so
+    evaluated has its content features and masks padded to its layout
+    (:func:`~jaxstyle.objective.blocks.pad_targets`)."""
+    content_image = place(resize(jnp.asarray(pair.content), shape))
+    layout = None if blocking is None else blocking.layout(*shape, objective.layers, objective.winograd_layers)
+    if layout is None:
+        content = content_targets_jit(params, content_image, objective=objective)
+    else:
+        content = blocked_content_features(params, content_image, objective=objective, layout=layout,
+                                           blocking=blocking)
     grams = []
     for style, mask in zip(pair.styles, pair.style_masks):
         style_shape = scaled(style.shape, factor)
 
         def compute(style=style, mask=mask, style_shape=style_shape):
             m = None if mask is None else resize_mask(mask, style_shape)
-            return style_targets_jit(params, resize(jnp.asarray(style), style_shape), objective=objective, mask=m)
+            image = resize(jnp.asarray(style), style_shape)
+            style_layout = None if blocking is None else blocking.layout(*style_shape, objective.style_layers,
+                                                                          objective.winograd_layers)
+            if style_layout is None:
+                return style_targets_jit(params, image, objective=objective, mask=m)
+            return blocked_style_grams(params, image, m, objective=objective, layout=style_layout, blocking=blocking)
 
         if cache is None:
             grams.append(compute())
@@ -102,7 +117,11 @@ def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[i
             cache[key] = (vgg, compute())
         grams.append(cache[key][1])
     if pair.content_mask is None:
-        return {"content": content, "style": blended_grams(pair.blend, grams)}
-    regions = region_masks(np.asarray(resize_mask(pair.content_mask, shape)), len(pair.styles))
-    return {"content": content, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
-            "masks": layer_masks(regions, objective.style_layers)}
+        targets = {"content": content, "style": blended_grams(pair.blend, grams)}
+    else:
+        regions = region_masks(np.asarray(resize_mask(pair.content_mask, shape)), len(pair.styles))
+        targets = {"content": content, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
+                   "masks": layer_masks(regions, objective.style_layers)}
+    if layout is not None:  # the content features come padded already
+        targets = {**pad_targets({**targets, "content": {}}, layout), "content": content}
+    return targets

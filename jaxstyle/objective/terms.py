@@ -93,13 +93,23 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, objective: Ob
                                     weights["content_layer_weights"])
     style = weighted_style_loss(style_feats, targets["style"], objective.style_layers, weights["style_layer_weights"],
                                 masks=targets.get("masks"))
+    return with_total({"content": weights["content_weight"] * content, "style": weights["style_weight"] * style,
+                       **pixel_terms(x, targets, weights)})
+
+
+def pixel_terms(x: jax.Array, targets: dict, weights: dict) -> dict:
+    """The weighted terms of the iterate ``x`` that need no network, sums over pixels and their
+    neighbours: tv, range, and temporal for a video frame."""
+    image = jnp.clip(x, 0.0, 1.0)
     outside = x - image
-    terms = {"content": weights["content_weight"] * content,
-             "style": weights["style_weight"] * style,
-             "tv": weights["tv_weight"] * total_variation(image),
+    terms = {"tv": weights["tv_weight"] * total_variation(image),
              "range": RANGE_PENALTY * jnp.sum(outside * outside)}
     if "temporal" in targets:
         terms["temporal"] = weights["temporal_weight"] * temporal_loss(image, targets["temporal"]["warped"],
                                                                         targets["temporal"]["weights"])
-    terms["total"] = sum(terms.values())
     return terms
+
+
+def with_total(terms: dict) -> dict:
+    """``terms`` and their sum as ``total``."""
+    return {**terms, "total": sum(terms.values())}
