@@ -516,8 +516,6 @@ def _batch(args) -> int:
                    process_id=args.process_id, weights=_network_path(args), preprocessing=args.preprocessing,
                    pooling=args.pooling, preview=args.preview, preview_host=args.preview_host,
                    block_size=args.block_size)
-    if args.default_scales:
-        _log(args, _default_scales_line(args))
     bar = None
 
     def on_share(pairs: int) -> None:
@@ -536,7 +534,8 @@ def _batch(args) -> int:
         stop_if_interrupted()  # after reporting the pair: it is finished
 
     try:
-        report = run_batch_job(job, on_pair=on_pair, on_share=on_share, log=lambda m: _log(args, m), notify=_notify)
+        report = run_batch_job(job, on_pair=on_pair, on_share=on_share, log=lambda m: _log(args, m), notify=_notify,
+                               notes=(_default_scales_line(args),) if args.default_scales else ())
     finally:
         if bar is not None:
             bar.close()
@@ -565,8 +564,6 @@ def _stylize(args) -> int:
                     save_on_interrupt=not args.no_save_on_interrupt, weights=_network_path(args),
                     preprocessing=args.preprocessing, pooling=args.pooling, preview=args.preview,
                     preview_host=args.preview_host, block_size=args.block_size)
-    if args.default_scales:
-        _log(args, _default_scales_line(args))
     _keep_compiled_programs()
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -590,7 +587,8 @@ def _stylize(args) -> int:
         _notify(message)
 
     try:
-        run_single(job, on_progress=on_progress, notify=notify, log=lambda m: _log(args, m))
+        run_single(job, on_progress=on_progress, notify=notify, log=lambda m: _log(args, m),
+                   notes=(_default_scales_line(args),) if args.default_scales else ())
     finally:
         if bar is not None:
             bar.close()

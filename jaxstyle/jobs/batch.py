@@ -68,12 +68,13 @@ class BatchJob:
 def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda record: None,
                   on_share: Callable[[int], None] = lambda pairs: None,
                   log: Callable[[str], None] = lambda message: None,
-                  notify: Callable[[str], None] = lambda message: None) -> dict:
+                  notify: Callable[[str], None] = lambda message: None, notes: tuple[str, ...] = ()) -> dict:
     """Run ``job``; returns the report (``report["summary"]`` counts done / skipped / failed).
 
     on_share(n) hears how many pairs this process has before any runs; on_pair(record) after each
     pair is finished (raising KeyboardInterrupt there stops the run with the report written).
-    log: progress messages; notify: what must be said even when quiet (a fetch of the weights)."""
+    log: progress messages; notify: what must be said even when quiet (a fetch of the weights); notes:
+    the caller's lines about the run, logged once its memory is checked."""
     if job.plot:
         plot.require_matplotlib()
     if bool(job.manifest) == bool(job.contents or job.styles):
@@ -106,10 +107,11 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
         config, evaluation = plan.config, plan.evaluation
         if plan.blocked:
             batch_size, why, mesh = 1, "one pair at a time, block by block", None
-            for note in plan.notes:
-                log(note)
+            notes = (*notes, *plan.notes)
     if evaluation is None:
         memory.check_fits(job.size, job.size, config, "batch", batch=per_device)  # a square bucket is the largest
+    for note in notes:
+        log(note)
     log(f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {batch_size} ({why}), "
         f"{len(jax.local_devices())} local device(s)")
     on_share(len(share))

@@ -104,13 +104,14 @@ def _check(job: SingleJob) -> tuple[storage.Location, storage.Location | None, s
 
 def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callable[[Progress], None] | None = None,
                callback_every: int | None = None, log: Callable[[str], None] = lambda message: None,
-               notify: Callable[[str], None] = lambda message: None) -> StyleResult:
+               notify: Callable[[str], None] = lambda message: None, notes: tuple[str, ...] = ()) -> StyleResult:
     """Run ``job``; returns the engine's result (the image is also written to ``job.output``).
 
     on_progress: called after every chunk of steps (``callback_every``; default ``save_every``,
     else about 20 reports a run), after this job has kept the image for an interrupt; raising
     KeyboardInterrupt there stops the run like a signal. log: progress messages; notify: what
-    must be said even when quiet (a fetch of the weights, a partial result written on an interrupt)."""
+    must be said even when quiet (a fetch of the weights, a partial result written on an interrupt);
+    notes: the caller's lines about the run (e.g. a default it chose), logged once the job is checked."""
     config = job.config
     output, plot_path, steps_dir = _check(job)
     style_size = job.style_size or job.size
@@ -128,9 +129,9 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     else:
         plan = plan_evaluation(*content_shape, config, block_size=job.block_size, what=str(job.content))
         config, evaluation = plan.config, plan.evaluation
-        if plan.blocked:
-            for note in plan.notes:
-                log(note)
+        notes = (*notes, *(plan.notes if plan.blocked else ()))
+    for note in notes:
+        log(note)
     content = images.load_image(job.content, max_size=job.size)
     styles = [images.load_image(path, max_size=style_size) for path in job.styles]
     content_mask = None
