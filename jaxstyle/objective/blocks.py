@@ -346,21 +346,35 @@ def _pass_sums(params, x_padded, targets, objective, layout, blocking):
 def _surrogate_gradients(feats, targets, weights, objective, layout, origins, inner, style_cotangent, content_scale):
     """d/dF of a chunk's surrogate ``content_scale * content_b + <D, Gram sums_b>`` (``D``:
     ``style_cotangent``), whose gradient over the blocks' inner features is the whole objective's:
-    ({content layer: [B, h, w, C]}, {style layer: ...})."""
+    ({content layer: [B, h, w, C]}, {style layer: ...}). Written out, one product per Gram as
+    :func:`~jaxstyle.objective.losses.gram_matrix`'s own rule: ``W F (D + D^T)`` for the Gram
+    ``F^T W F``, and ``2 w (F - P) / (h w C)`` for a content layer's mean squared difference."""
     masks = targets.get("masks")
-
-    def surrogate(content_feats, style_feats):
-        squares = {}
-        for n in objective.content_layers:
-            level, shape = _level(n), _window_shape(layout, n)
-            target = cut_windows(targets["content"][n], origins, shape + (content_feats[n].shape[-1],), level)
-            squares[n] = _squared_sum(content_feats[n], target, inner_masks(origins, inner, shape, level))
-        style = sum(jnp.sum(style_cotangent[n] * _gram_sums(style_feats[n], _block_weights(
-            layout, n, origins, inner, masks))) for n in objective.style_layers)
-        return content_scale * _content_value(squares, targets, weights, objective, layout) + style
-
-    return jax.grad(surrogate, argnums=(0, 1))({n: feats[n] for n in objective.content_layers},
-                                               {n: feats[n] for n in objective.style_layers})
+    content = {}
+    for i, n in enumerate(objective.content_layers):
+        f = feats[n]
+        level, shape = _level(n), _window_shape(layout, n)
+        acc = _accumulation(f.dtype)
+        target = cut_windows(targets["content"][n], origins, shape + (f.shape[-1],), level)
+        h, w = _layer_shape(layout, n)
+        scale = (content_scale * weights["content_weight"] * weights["content_layer_weights"][i]
+                 * 2.0 / (h * w * f.shape[-1]))
+        weight = inner_masks(origins, inner, shape, level)[..., None]
+        content[n] = (scale * weight * (f.astype(acc) - target.astype(acc))).astype(f.dtype)
+    style = {}
+    for n in objective.style_layers:
+        f = feats[n]
+        acc = _accumulation(f.dtype)
+        d = style_cotangent[n]
+        both = (d + jnp.swapaxes(d, -1, -2)).astype(f.dtype)
+        weight = _block_weights(layout, n, origins, inner, masks)
+        if weight.ndim == 3:
+            grad = weight[..., None] * jnp.einsum("bhwi,ij->bhwj", f, both, preferred_element_type=acc)
+        else:
+            grad = jnp.einsum("brhw,brhwj->bhwj", weight,
+                              jnp.einsum("bhwi,rij->brhwj", f, both, preferred_element_type=acc))
+        style[n] = grad.astype(f.dtype)
+    return content, style
 
 
 def _norms(params, x_padded, targets, weights, objective, layout, blocking, style_cotangent, content_scale):

@@ -4,6 +4,7 @@ for the layouts, layers, poolings, masks and options that change what a block co
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ from jaxstyle.objective import blocks
 from jaxstyle.objective.masks import layer_masks, region_masks
 from jaxstyle.objective.targets import content_targets, style_targets
 from jaxstyle.objective.terms import Objective, loss_terms, loss_weights
-from tests.helpers import smooth_image
+from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
 SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"))  # halo 6 px on a grid of 2
 
@@ -157,3 +158,49 @@ def test_small_images_and_single_blocks_are_evaluated_whole():
 def test_blocking_refuses_a_bad_block_size(bad):
     with pytest.raises(ValueError, match="block_size"):
         blocks.Blocking(bad)
+
+
+SHARDED = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    assert jax.device_count() == 2, jax.devices()
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.engine.sharding import batch_mesh
+    from jaxstyle.objective import blocks
+    from jaxstyle.objective.targets import content_targets, style_targets
+    from jaxstyle.objective.terms import Objective, loss_weights
+    from jaxstyle.model.vgg import CAFFE_PREPROCESSING
+    from jaxstyle.weights.formats import VGGWeights
+    from tests.helpers import random_layers, smooth_image
+    layers = random_layers(0)
+    k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
+    vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()
+    config = StyleConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2)
+    objective = Objective.build(config, vgg)
+    params = objective.params(vgg)
+    content = jnp.asarray(smooth_image(42, 50, 1))
+    targets = {"content": content_targets(params, content, objective),
+               "style": style_targets(params, jnp.asarray(smooth_image(30, 26, 2)), objective)}
+    x = jnp.asarray(smooth_image(42, 50, 3))
+    weights = loss_weights(config)
+    out = []
+    mesh = batch_mesh(None, "blocks")
+    for blocking in (blocks.Blocking(12, per_chunk=2), blocks.Blocking(12, per_chunk=2, mesh=mesh)):
+        layout = blocking.layout(42, 50, objective.layers)
+        padded = blocks.pad_targets(targets, layout)
+        fn = jax.jit(jax.value_and_grad(lambda x: blocks.blocked_loss_terms(params, x, padded, weights, objective,
+                                                                            layout, blocking)["total"]))
+        compiled = fn.lower(x).compile().as_text()
+        out.append((fn(x), "all-reduce" in compiled or "reduce-scatter" in compiled))
+    (v1, g1), _ = out[0]
+    (v2, g2), reduced = out[1]
+    assert reduced, "the Gram sums of the two devices' windows were not reduced across them"
+    np.testing.assert_allclose(float(v2), float(v1), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(g2), np.asarray(g1), rtol=1e-4, atol=1e-7)
+    print("SHARDED-OK")
+""")
+
+
+@pytest.mark.slow
+def test_chunks_split_over_two_devices_give_the_single_device_result():
+    proc = run_on_fake_cpu_devices(SHARDED, devices=2)
+    assert proc.returncode == 0 and "SHARDED-OK" in proc.stdout, proc.stderr[-3000:]
