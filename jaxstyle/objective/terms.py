@@ -94,13 +94,14 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, objective: Ob
     style = weighted_style_loss(style_feats, targets["style"], objective.style_layers, weights["style_layer_weights"],
                                 masks=targets.get("masks"))
     return with_total({"content": weights["content_weight"] * content, "style": weights["style_weight"] * style,
-                       **pixel_terms(x, targets, weights)})
+                       **pixel_terms(x, targets, weights, image)})
 
 
-def pixel_terms(x: jax.Array, targets: dict, weights: dict) -> dict:
+def pixel_terms(x: jax.Array, targets: dict, weights: dict, image: jax.Array | None = None) -> dict:
     """The weighted terms of the iterate ``x`` that need no network, sums over pixels and their
-    neighbours: tv, range, and temporal for a video frame."""
-    image = jnp.clip(x, 0.0, 1.0)
+    neighbours: tv, range, and temporal for a video frame. ``image``: ``clip(x, 0, 1)`` when the
+    caller has it (one clip, so its gradient is taken once)."""
+    image = jnp.clip(x, 0.0, 1.0) if image is None else image
     outside = x - image
     terms = {"tv": weights["tv_weight"] * total_variation(image),
              "range": RANGE_PENALTY * jnp.sum(outside * outside)}
