@@ -103,13 +103,16 @@ def _history_arrays(config: StyleConfig) -> int:
 
 
 def estimate_block_bytes(height: int, width: int, config: StyleConfig, blocking: Blocking) -> int:
-    """Memory of a run at ``height`` x ``width`` evaluated block by block: the weights, one chunk
-    of windows' activations, the image-sized arrays (the optimizer's, and the padded image and
+    """Memory of a run at ``height`` x ``width`` evaluated block by block (per device): the weights,
+    one chunk of windows' activations, the image-sized arrays (the optimizer's, and the padded image and
     gradient the blocks read and add into) and the padded content features; the full-size stage."""
     layout = blocking.layout(height, width, config.all_layers, winograd_for(config))
     if layout is None:
         return estimate_bytes(height, width, config)
-    activations = blocking.per_chunk * _activation_bytes(*layout.window, config)
+    # a chunk's windows are split over the mesh's devices; CPU devices share the host's memory
+    apart = blocking.mesh is not None and any(d.platform != "cpu" for d in blocking.mesh.devices.flat)
+    windows = blocking.per_chunk // blocking.mesh.devices.size if apart else blocking.per_chunk
+    activations = windows * _activation_bytes(*layout.window, config)
     history = BLOCK_LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
     images = height * width * 3 * 4 * (history + IMAGE_ARRAYS + BLOCK_IMAGE_ARRAYS)
     content = sum((layout.rows.padded >> poolings_before(n)) * (layout.cols.padded >> poolings_before(n))

@@ -71,11 +71,16 @@ def _whole_up_to(height: int, width: int, config: StyleConfig, budget: float) ->
     return max(fitting, default=0)
 
 
+def _blocked_need(height: int, width: int, config: StyleConfig, blocking: Blocking) -> int:
+    """The largest stage's estimate under ``blocking``: each stage whole or block by block as it
+    will run (a coarse stage of one block, or within ``whole_up_to``, runs whole)."""
+    return max(memory.estimate_block_bytes(*s.shape, config, blocking) for s in stages(height, width, config))
+
+
 def _history_that_fits(height: int, width: int, config: StyleConfig, blocking: Blocking, budget: float) -> int:
     """The largest L-BFGS history (<= the config's) with which the blocked run fits ``budget``; 0 if none."""
     for pairs in range(config.lbfgs_memory, 0, -1):
-        if memory.estimate_block_bytes(height, width, dataclasses.replace(config, lbfgs_memory=pairs),
-                                       blocking) <= budget:
+        if _blocked_need(height, width, dataclasses.replace(config, lbfgs_memory=pairs), blocking) <= budget:
             return pairs
     return 0
 
@@ -116,7 +121,7 @@ def plan_evaluation(height: int, width: int, config: StyleConfig, *, block_size:
     sizes = [s for s in sizes if s < max(height, width)] or [min(sizes)]
     candidates = [Blocking(s, per_chunk=len(devices), whole_up_to=whole_up_to, mesh=mesh) for s in sizes]
     notes = []
-    chosen = next((b for b in candidates if memory.estimate_block_bytes(height, width, config, b) <= budget), None)
+    chosen = next((b for b in candidates if _blocked_need(height, width, config, b) <= budget), None)
     if chosen is None and _uses_history(config):
         wanted = min(config.lbfgs_memory, 10)  # the largest block whose run keeps a useful history
         for blocking in candidates:
@@ -130,17 +135,17 @@ def plan_evaluation(height: int, width: int, config: StyleConfig, *, block_size:
                 break
     if chosen is None:
         smallest = candidates[-1]
-        need = memory.estimate_block_bytes(height, width, config, smallest)
+        need = _blocked_need(height, width, config, smallest)
         adam = dataclasses.replace(config, optimizer="adam", learning_rate=None)
         hints = ["a smaller --size"]
-        if _uses_history(config) and memory.estimate_block_bytes(height, width, adam, smallest) <= budget:
+        if _uses_history(config) and _blocked_need(height, width, adam, smallest) <= budget:
             hints.insert(0, "--optimizer adam (it keeps no history)")
         if block_size != "auto":
             hints.append("a smaller --block-size")
         raise memory.WontFitError(f"{what}: {runs} needs about {memory.format_bytes(need)} even block by block "
                                   f"({smallest.block_size} px blocks, {optimizer_name(config.optimizer)}) but only "
                                   f"{memory.format_bytes(have)} of {where} is free; try " + ", ".join(hints))
-    need = memory.estimate_block_bytes(height, width, config, chosen)
+    need = _blocked_need(height, width, config, chosen)
     layout = chosen.layout(height, width, config.all_layers, memory.winograd_for(config))
     why = "forced by --block-size" if block_size != "auto" else (
         f"the whole image needs about {memory.format_bytes(whole)} of {memory.format_bytes(have)} free")

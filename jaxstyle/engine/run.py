@@ -182,7 +182,7 @@ def run_stages(x: jax.Array, plan: list[Stage], *, targets_at: Callable[[Stage],
                     terms[i] = {k: float(v if single else v[i]) for k, v in stage_terms.items()}
         for i in np.flatnonzero(~stopped):
             histories[i].append(history[i, : steps[i]])
-        del state, targets  # before the next stage's targets and state are made: a stage's memory at a time
+        del state, targets, report  # before the next stage's are made: a stage's memory at a time
         stopped |= failed
         if stopped.all():
             break

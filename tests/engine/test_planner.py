@@ -100,3 +100,16 @@ def test_a_blocked_run_follows_the_whole_image_run(random_vgg):
     assert np.abs(blocked.image - whole.image).mean() < 1e-3
     assert blocked.losses.keys() == whole.losses.keys()
     assert abs(blocked.losses["total"] - whole.losses["total"]) <= 1e-3 * whole.losses["total"]
+
+
+def test_every_stage_fits_as_it_will_run(free):
+    """A coarse stage of one block runs whole: its whole-image estimate must fit too (here 2896 px
+    under 3072 px blocks would not: 2048 px blocks split it)."""
+    free.bytes = 23e9
+    config = StyleConfig(optimizer="adam", scales=(1024, 1448, 2048, 2896))
+    plan = planner.plan_evaluation(4096, 4096, config)
+    blocking = plan.evaluation.blocking
+    for stage in planner.stages(4096, 4096, config):
+        need = memory.estimate_block_bytes(*stage.shape, config, blocking)
+        assert need <= 23e9 * planner.PLAN_SHARE, (stage.shape, need)
+    assert blocking.layout(2896, 2896, config.all_layers, memory.winograd_for(config)) is not None
