@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxstyle.model.vgg import LAYER_INDEX, LAYER_NAMES, VGG19Features, preprocess
+from jaxstyle.model.vgg import LAYER_INDEX, LAYER_NAMES, VGG19Features, poolings_before, preprocess
 from jaxstyle.objective.losses import gram_style_loss, region_style_loss
 from jaxstyle.objective.masks import layer_masks
 from jaxstyle.objective.terms import Objective, pixel_terms, with_total
@@ -194,10 +194,6 @@ class Blocking:
             self.mesh.axis_names[0])))
 
 
-def _level(layer: str) -> int:
-    return sum(1 for n in LAYER_NAMES[: LAYER_INDEX[layer] + 1] if n.startswith("pool"))
-
-
 def window_features(params, windows: jax.Array, origins: jax.Array, layout: BlockLayout, objective: Objective,
                     layers: tuple[str, ...]) -> dict:
     """Features of windows [B, h, w, 3] (in [0, 1]) at ``origins`` [B, 2] of the image: {layer: [B, h', w', C]}."""
@@ -241,6 +237,11 @@ def add_windows(total: jax.Array, windows: jax.Array, origins: jax.Array, level:
     return total
 
 
+def _chunk_windows(x_padded: jax.Array, origins: jax.Array, layout: BlockLayout, blocking: Blocking) -> jax.Array:
+    """A chunk's windows [per_chunk, h, w, 3] of the padded iterate, spread over the mesh."""
+    return blocking.spread(cut_windows(x_padded, origins, layout.window + (3,)))
+
+
 def _accumulation(dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
@@ -264,19 +265,19 @@ def _squared_sum(feats: jax.Array, target: jax.Array, weight: jax.Array) -> jax.
 
 def _layer_shape(layout: BlockLayout, layer: str) -> tuple[int, int]:
     """The whole image's (h, w) at ``layer``."""
-    level = _level(layer)
+    level = poolings_before(layer)
     return layout.rows.length >> level, layout.cols.length >> level
 
 
 def _window_shape(layout: BlockLayout, layer: str) -> tuple[int, int]:
-    level = _level(layer)
+    level = poolings_before(layer)
     return layout.rows.window >> level, layout.cols.window >> level
 
 
 def _block_weights(layout, layer, origins, inner, masks):
     """Per-window weights of a style layer's Gram: the inner region [B, h, w], times each region's
     mask [B, R, h, w] under a content mask."""
-    level, shape = _level(layer), _window_shape(layout, layer)
+    level, shape = poolings_before(layer), _window_shape(layout, layer)
     weight = inner_masks(origins, inner, shape, level)
     if masks is None:
         return weight
@@ -285,7 +286,7 @@ def _block_weights(layout, layer, origins, inner, masks):
 
 def _statistics(params, x_padded, targets, objective, layout, blocking, origins, inner):
     """One chunk's pass 1: ({style layer: Gram sum}, {content layer: squared-difference sum})."""
-    windows = blocking.spread(cut_windows(x_padded, origins, layout.window + (3,)))
+    windows = _chunk_windows(x_padded, origins, layout, blocking)
     feats = window_features(params, jnp.clip(windows, 0.0, 1.0), origins, layout, objective, objective.layers)
     return _partial_sums(feats, targets, objective, layout, origins, inner)
 
@@ -295,7 +296,7 @@ def _partial_sums(feats, targets, objective, layout, origins, inner):
     grams = {n: _gram_sums(feats[n], _block_weights(layout, n, origins, inner, masks)) for n in objective.style_layers}
     squares = {}
     for n in objective.content_layers:
-        level, shape = _level(n), _window_shape(layout, n)
+        level, shape = poolings_before(n), _window_shape(layout, n)
         target = cut_windows(targets["content"][n], origins, shape + (feats[n].shape[-1],), level)
         squares[n] = _squared_sum(feats[n], target, inner_masks(origins, inner, shape, level))
     return grams, squares
@@ -353,7 +354,7 @@ def _surrogate_gradients(feats, targets, weights, objective, layout, origins, in
     content = {}
     for i, n in enumerate(objective.content_layers):
         f = feats[n]
-        level, shape = _level(n), _window_shape(layout, n)
+        level, shape = poolings_before(n), _window_shape(layout, n)
         acc = _accumulation(f.dtype)
         target = cut_windows(targets["content"][n], origins, shape + (f.shape[-1],), level)
         h, w = _layer_shape(layout, n)
@@ -382,7 +383,7 @@ def _norms(params, x_padded, targets, weights, objective, layout, blocking, styl
     origins, inner = layout.chunks(blocking.per_chunk)
 
     def body(acc, o, i):
-        windows = blocking.spread(cut_windows(x_padded, o, layout.window + (3,)))
+        windows = _chunk_windows(x_padded, o, layout, blocking)
         feats = window_features(params, jnp.clip(windows, 0.0, 1.0), o, layout, objective, objective.layers)
         grads = _surrogate_gradients(feats, targets, weights, objective, layout, o, i, style_cotangent, content_scale)
         return jax.tree.map(lambda a, g: a + jnp.sum(jnp.abs(g.astype(jnp.float32))), acc, grads)
@@ -396,7 +397,7 @@ def _pass_gradient(params, x_padded, targets, weights, objective, layout, blocki
     origins, inner = layout.chunks(blocking.per_chunk)
 
     def body(total, o, i):
-        windows = blocking.spread(cut_windows(x_padded, o, layout.window + (3,)))
+        windows = _chunk_windows(x_padded, o, layout, blocking)
         feats, pullback = jax.vjp(lambda w: window_features(params, jnp.clip(w, 0.0, 1.0), o, layout, objective,
                                                             objective.layers), windows)
         content_grads, style_grads = _surrogate_gradients(feats, targets, weights, objective, layout, o, i,
@@ -470,7 +471,7 @@ def pad_targets(targets: dict, layout: BlockLayout) -> dict:
     """Content features {layer: [h, w, C]} and region masks {layer: [R, h, w]} padded with zeros to
     the layout's padded size at each layer (the windows are cut from them)."""
     def pad(array, layer, leading):
-        level = _level(layer)
+        level = poolings_before(layer)
         h, w = layout.rows.padded >> level, layout.cols.padded >> level
         rows, cols = (0, 1) if not leading else (1, 2)
         widths = [(0, 0)] * array.ndim
@@ -494,18 +495,18 @@ def blocked_content_features(params, image: jax.Array, *, objective: Objective, 
     layers = objective.content_layers
 
     def body(out, o, i):
-        windows = blocking.spread(cut_windows(padded, o, layout.window + (3,)))
+        windows = _chunk_windows(padded, o, layout, blocking)
         feats = window_features(params, windows, o, layout, objective, layers)
         for n in layers:
-            level, shape = _level(n), _window_shape(layout, n)
+            level, shape = poolings_before(n), _window_shape(layout, n)
             kept = feats[n] * inner_masks(o, i, shape, level)[..., None].astype(feats[n].dtype)
             out = {**out, n: add_windows(out[n], kept, o, level)}
         return out
 
     shapes = jax.eval_shape(lambda: window_features(params, padded[None, : layout.unit, : layout.unit],
                                                     jnp.zeros((1, 2), jnp.int32), layout, objective, layers))
-    zero = {n: jnp.zeros((layout.rows.padded >> _level(n), layout.cols.padded >> _level(n), s.shape[-1]), s.dtype)
-            for n, s in shapes.items()}
+    zero = {n: jnp.zeros((layout.rows.padded >> poolings_before(n), layout.cols.padded >> poolings_before(n),
+                          s.shape[-1]), s.dtype) for n, s in shapes.items()}
     return _scan_chunks(body, zero, origins, inner)
 
 
@@ -523,7 +524,7 @@ def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None,
         masks = pad_targets({"content": {}, "masks": layer_masks(mask[None], layers)}, layout)["masks"]
 
     def body(acc, o, i):
-        windows = blocking.spread(cut_windows(padded, o, layout.window + (3,)))
+        windows = _chunk_windows(padded, o, layout, blocking)
         feats = window_features(params, windows, o, layout, objective, layers)
         sums = {n: _gram_sums(feats[n], _block_weights(layout, n, o, i, masks)) for n in layers}
         return sums if acc is None else jax.tree.map(jnp.add, acc, sums)
