@@ -6,6 +6,9 @@ palette and alpha images composited over white, CMYK converted, 16-bit and
 32-bit integer images scaled from 0-65535, float images taken as [0, 1].
 Images whose header claims more than ``MAX_PIXELS`` are refused before decoding.
 
+From Python, :func:`as_image` takes what notebook users pass (a path, a PIL image, a float,
+uint8 or uint16 array, grey or with alpha) and gives what :func:`load_image` gives for a file.
+
 Reading TIFF goes through tifffile first (Pillow cannot read 16-bit RGB TIFF): 8-bit,
 16-bit and float samples, the first page, RGB(A) or grey.
 
@@ -92,8 +95,7 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
                     raise ImageError(f"{path}: {w}x{h} px is larger than the {MAX_PIXELS:,}-pixel limit")
                 img.seek(0)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                array = _to_rgb_array(img)
+                array = from_pil(img)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -108,6 +110,74 @@ def load_image(path: str | os.PathLike, *, max_size: int | None = None) -> np.nd
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(f"{path}: image has no pixels")
     return resize_image(array, max_size) if max_size else array
+
+
+def from_pil(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode as :func:`load_image` reads one from a file: RGB float32 [H, W, 3] in
+    [0, 1], EXIF orientation applied, alpha and palettes composited over white, 16-bit scaled."""
+    return _to_rgb_array(ImageOps.exif_transpose(img))
+
+
+_KINDS = "a float array in [0, 1], a uint8 or uint16 array, a PIL image or a path"
+_MASK_KINDS = "a float array in [0, 1], a bool, uint8 or uint16 array, a PIL image or a path"
+_SHAPES = "[H, W], [H, W, 1], [H, W, 2] (grey, alpha), [H, W, 3] or [H, W, 4] (RGBA)"
+
+
+def as_image(value, what: str, *, mask: bool = False) -> np.ndarray:
+    """An image as a Python caller passes it, as :func:`load_image` gives a file: RGB float32 [H, W, 3].
+
+    value: a path or URL (``str``, ``os.PathLike``: :func:`load_image`); a PIL image
+      (:func:`from_pil`); or an array (NumPy, JAX, anything ``np.asarray`` takes) [H, W],
+      [H, W, 1], [H, W, 2] (grey, alpha), [H, W, 3] or [H, W, 4] (RGBA): uint8 as Pillow reads an
+      8-bit file of those pixels (bit for bit what a PNG of them loads as), uint16 / 65535, floats
+      as they are (their range is the engine's to check); alpha composited over white.
+    mask: a mask instead: ``bool`` arrays too (True: 1), and a grey one stays [H, W].
+    what: the argument ("the content image"), named with the kinds taken in the ValueError for others.
+    """
+    if isinstance(value, (str, os.PathLike)):
+        return load_image(value)
+    if isinstance(value, Image.Image):
+        return from_pil(value)
+    a = _checked_array(value, what, mask)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype == np.uint8 and not (mask and a.ndim == 2):  # Pillow's path, alpha and all
+        return _to_rgb_array(Image.fromarray(np.ascontiguousarray(a)))
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    a = a.astype(np.float64) / 65535.0 if a.dtype == np.uint16 else a.astype(np.float64)
+    if a.ndim == 2:
+        return a.astype(np.float32) if mask else np.repeat(a[..., None], 3, axis=-1).astype(np.float32)
+    if a.shape[-1] in (2, 4):  # alpha: composite over white, as the loader does
+        a = a[..., :-1] * a[..., -1:] + (1.0 - a[..., -1:])
+    return (np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a).astype(np.float32)
+
+
+def check_image_kind(value, what: str, *, mask: bool = False) -> None:
+    """ValueError unless :func:`as_image` takes ``value``, found without decoding it: a path to an
+    image (only its header read), a PIL image, or an array of a taken dtype and shape."""
+    if isinstance(value, (str, os.PathLike)):
+        image_size(value)
+    elif not isinstance(value, Image.Image):
+        _checked_array(value, what, mask)
+
+
+def _checked_array(value, what: str, mask: bool) -> np.ndarray:
+    """``value`` as a NumPy array of a taken dtype (a mask's bools as float) and shape; ValueError if not."""
+    try:
+        a = np.asarray(value)
+    except Exception:  # noqa: BLE001 - what NumPy cannot take is no image
+        a = np.asarray(None)
+    if mask and a.dtype == bool:
+        a = a.astype(np.float32)
+    if not ("float" in a.dtype.name or a.dtype in (np.uint8, np.uint16)):  # "float": bfloat16, float8 too
+        got = type(value).__name__
+        if a.dtype != object and a.ndim > 0:
+            got = f"an array of {a.dtype}, shape {a.shape}" if hasattr(value, "dtype") else f"a {got} of {a.dtype}"
+        raise ValueError(f"expected {what} as {_MASK_KINDS if mask else _KINDS}; got {got}")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 2, 3, 4)):
+        raise ValueError(f"expected {what} as {_SHAPES} pixels, got shape {a.shape}")
+    return a
 
 
 def _read_tiff(source: Path | io.BytesIO, path: Location) -> np.ndarray | None:

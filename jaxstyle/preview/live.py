@@ -6,7 +6,9 @@ for a few dictionary operations only, and images are encoded when a page asks fo
 
 from __future__ import annotations
 
+import bisect
 import io
+import reprlib
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 WATCH_SECONDS = 5.0  # a page that asked for anything this recently is watching
-MAX_POINTS = 2000  # points kept per loss curve (older ones thinned)
+MAX_POINTS = 2000  # points kept per loss curve (beyond it, every other one is dropped; never the newest)
 FLOAT32_MAX = 3.4028234663852886e38  # the run's weights are float32
 
 
@@ -30,6 +32,9 @@ class LiveRun:
         self._step = 0
         self._label = ""
         self._curves: list[dict] = []
+        self._numbers: list[int] = []  # each kept point's number: how many points were reported before it
+        self._reported = 0
+        self._thinned = 0  # how many times the curves were thinned
         self._image: Callable[[], np.ndarray] | None = None
         self._png: tuple[int, bytes] | None = None
         self._recent: list[tuple[str, Callable[[], np.ndarray]]] = []
@@ -42,6 +47,7 @@ class LiveRun:
         self._status = "running"
         self._asked = 0.0
         self._stop = False
+        self._stopping = False  # the run took a stop request
         self._snapshot = False
         self._new_weights: dict[str, float] = {}
 
@@ -62,8 +68,13 @@ class LiveRun:
             if terms is not None:  # non-finite values as None: JSON has no NaN
                 self._curves.append({"step": step, **{k: (float(v) if np.isfinite(v) else None)
                                                       for k, v in terms.items()}})
+                self._numbers.append(self._reported)
+                self._reported += 1
                 if len(self._curves) > MAX_POINTS:
-                    self._curves = self._curves[::2]
+                    keep = [*range(0, len(self._curves) - 1, 2), len(self._curves) - 1]
+                    self._curves = [self._curves[i] for i in keep]
+                    self._numbers = [self._numbers[i] for i in keep]
+                    self._thinned += 1
             if image is not None:
                 self._image = image
             self._rate = [*self._rate[-20:], (now, step)]
@@ -84,8 +95,11 @@ class LiveRun:
             self._version += 1
 
     def end(self, status: str) -> None:
+        """The run is over; the page shows ``status`` ("done", "stopped", "ended", ...). A run that
+        took the page's stop request (:meth:`take_stop`) and ends with the generic "ended" shows
+        "stopped": every job's Stop reads the same on the page."""
         with self._lock:
-            self._status = status
+            self._status = "stopped" if status == "ended" and self._stopping else status
             self._version += 1
 
     def watched(self) -> bool:
@@ -94,6 +108,7 @@ class LiveRun:
     def take_stop(self) -> bool:
         with self._lock:
             stop, self._stop = self._stop, False
+            self._stopping = self._stopping or stop
             return stop
 
     def take_snapshot(self) -> bool:
@@ -110,9 +125,15 @@ class LiveRun:
 
     # ------------------------------------------------------------------ the page's side
     def state(self, since: int = 0) -> dict:
-        """Everything the page shows; the curves' points from index ``since`` on."""
+        """Everything the page shows; of the curves, the points kept among those reported from the
+        ``since``-th on (0: all; clamped to [0, ``points``]; ``points`` in the answer: how many were
+        reported, the next call's ``since``). Points are counted as reported, not by position in the
+        thinned series, so a thinning between two calls skips none of the kept ones; ``thinned``
+        counts the thinnings."""
         now = time.monotonic()
         with self._lock:
+            since = min(max(0, since), self._reported)
+            first = bisect.bisect_left(self._numbers, since)
             self._asked = now
             rate = 0.0
             if len(self._rate) >= 2 and self._rate[-1][0] > self._rate[0][0]:
@@ -122,9 +143,21 @@ class LiveRun:
                     "version": self._version, "steps_per_second": rate,
                     "eta_seconds": left / rate if rate > 0 else None, "elapsed_seconds": now - self._started,
                     "memory": self._memory, "weights": {**self.weights, **self._new_weights},
-                    "curves": self._curves[since:], "since": since, "points": len(self._curves), "log": list(self._log),
+                    "curves": self._curves[first:], "since": since, "points": self._reported,
+                    "thinned": self._thinned, "log": list(self._log),
                     "recent": [label for label, _ in self._recent], "status": self._status,
                     "has_image": self._image is not None}
+
+    def news(self, last: dict | None) -> dict | None:
+        """What an event stream sends after it sent ``last`` (None: nothing yet): the state with the
+        points reported since, or with the whole series (``since`` 0, which a page takes in place of
+        its own) after the curves were thinned; None while nothing changed."""
+        if last is None:
+            return self.state(0)
+        now = self.state(last["points"])
+        if now["version"] == last["version"]:
+            return None
+        return self.state(0) if now["thinned"] != last["thinned"] else now
 
     def image_png(self) -> bytes | None:
         """The current image as PNG (encoded once per version, when asked)."""
@@ -153,9 +186,9 @@ class LiveRun:
                 self._recent_png[index] = data
         return data
 
-    def request(self, action: str, weights: dict | None = None) -> str | None:
+    def request(self, action: object, weights: object = None) -> str | None:
         """A control from the page: "stop", "snapshot" or "weights" (names in :attr:`weights`, values
-        finite and >= 0). Returns an error message, or None when taken."""
+        finite and >= 0). Returns a short error message, or None when taken."""
         with self._lock:
             if self._status != "running":
                 return "the run has ended"
@@ -168,13 +201,13 @@ class LiveRun:
                     return "expected weights"
                 for name, value in weights.items():
                     if name not in self.weights:
-                        return f"unknown weight {name!r}"
+                        return f"unknown weight {reprlib.repr(name)}"
                     if (isinstance(value, bool) or not isinstance(value, (int, float))
                             or not 0 <= value <= FLOAT32_MAX):
                         return f"expected {name} to be a finite number >= 0"
-                self._new_weights.update({k: float(v) for k, v in weights.items()})
+                self._new_weights.update({k: float(v) + 0.0 for k, v in weights.items()})  # -0.0 as 0.0
             else:
-                return f"unknown action {action!r}"
+                return f"unknown action {reprlib.repr(action)}"
             self._version += 1
             return None
 

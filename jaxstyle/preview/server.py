@@ -6,12 +6,18 @@ every request, the event stream included, must carry the run's random token (``?
 whose ``Origin`` is another site's is refused; controls are JSON posts (a cross-site form cannot send
 one); and nothing the page sends names a file: it can only ask to stop, to save a snapshot (the
 run picks the name) or to change the steerable weights.
+
+Every value a request carries gets a short answer, never a server error: ``/state?since=N`` takes
+ASCII digits only (N past the points reported: none; anything else, "²" or "-1" included, is a 400
+with a JSON error), ``/recent/N.png`` a 404 for any N that is not a finished item's, and a control
+body larger than :data:`MAX_BODY` a 413, one that is not a JSON object a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import socket
 import threading
@@ -21,6 +27,18 @@ from jaxstyle.preview.live import LiveRun
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+MAX_BODY = 64 * 1024  # a control is a few dozen bytes
+MAX_DIGITS = 18  # a longer number is past any count of points or items: it saturates
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() and \d also take "²" and "٣"
+
+
+def whole_number(text: str | None) -> int | None:
+    """``text`` as a whole number >= 0 (ASCII digits, leading zeros allowed; more than
+    :data:`MAX_DIGITS` significant ones give ``10 ** MAX_DIGITS``), or None when it is not one."""
+    if text is None or not _DIGITS.fullmatch(text):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_DIGITS else 10 ** MAX_DIGITS
 
 
 def require_server():
@@ -125,8 +143,10 @@ class PreviewServer:
             refused = guard(request)
             if refused:
                 return refused
-            since = request.query_params.get("since", "0")
-            return JSONResponse(live.state(int(since) if since.isdigit() else 0))
+            since = whole_number(request.query_params.get("since", "0"))
+            if since is None:
+                return JSONResponse({"error": "expected since as a whole number >= 0"}, status_code=400)
+            return JSONResponse(live.state(since))
 
         async def events(request: Request):
             refused = guard(request)
@@ -134,13 +154,13 @@ class PreviewServer:
                 return refused
 
             async def stream():
-                sent, points = -1, 0
+                last = None
                 while not await request.is_disconnected():
-                    now = live.state(points)
-                    if now["version"] != sent:
-                        sent, points = now["version"], now["points"]
-                        yield f"data: {json.dumps(now)}\n\n"
-                        if now["status"] != "running":
+                    news = live.news(last)
+                    if news is not None:
+                        last = news
+                        yield f"data: {json.dumps(news)}\n\n"
+                        if news["status"] != "running":
                             return
                     await asyncio.sleep(0.1)
 
@@ -152,7 +172,10 @@ class PreviewServer:
             if refused:
                 return refused
             which = request.path_params.get("index")
-            data = await asyncio.to_thread(live.image_png if which is None else lambda: live.recent_png(int(which)))
+            index = None if which is None else whole_number(which)
+            if which is not None and index is None:
+                return Response("no such image\n", status_code=404, media_type="text/plain")
+            data = await asyncio.to_thread(live.image_png if index is None else lambda: live.recent_png(index))
             if data is None:
                 return Response("no image yet\n", status_code=404, media_type="text/plain")
             return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -163,15 +186,20 @@ class PreviewServer:
                 return refused
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
                 return JSONResponse({"error": "expected application/json"}, status_code=415)
+            data = b""
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > MAX_BODY:
+                    return JSONResponse({"error": f"expected a body of at most {MAX_BODY} bytes"}, status_code=413)
             try:
-                body = await request.json()
-            except ValueError:
+                body = json.loads(data)
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5000-digit number, nested too deep
                 return JSONResponse({"error": "expected a JSON body"}, status_code=400)
             if not isinstance(body, dict):
                 return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-            error = live.request(str(body.get("action")), body.get("weights"))
+            error = live.request(body.get("action"), body.get("weights"))
             return JSONResponse({"error": error} if error else {"ok": True}, status_code=400 if error else 200)
 
         return Starlette(routes=[Route("/", page), Route("/state", state), Route("/events", events),
-                                 Route("/image.png", image), Route("/recent/{index:int}.png", image),
+                                 Route("/image.png", image), Route("/recent/{index}.png", image),
                                  Route("/control", control, methods=["POST"])])

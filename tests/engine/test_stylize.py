@@ -76,7 +76,7 @@ def test_init_image(random_vgg, pair):
 
 @pytest.mark.parametrize("content,message", [
     (np.zeros((1, 40, 3), np.float32), "content image is 40x1 px: expected at least 2x2 px"),
-    (np.zeros((32, 32), np.float32), r"expected content image as float \[H, W, 3\]"),
+    (np.zeros((32, 32, 5), np.float32), r"expected the content image as \[H, W\], \[H, W, 1\]"),
     (np.full((32, 32, 3), 2.0, np.float32), r"expected content image values in \[0, 1\]"),
 ])
 def test_bad_inputs(random_vgg, pair, content, message):

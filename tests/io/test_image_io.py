@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle.io.files import atomic_write
-from jaxstyle.io.images import ImageError, load_image, resize_image, save_image
+from jaxstyle.io.images import ImageError, as_image, check_image_kind, load_image, resize_image, save_image
 
 
 def check_rgb(a: np.ndarray, shape):
@@ -101,3 +101,67 @@ def test_save_round_trip_and_atomicity(tmp_path):
         atomic_write(tmp_path / "keep.png", interrupted)
     assert (tmp_path / "keep.png").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "o.png"]
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 2), (5, 7, 3), (5, 7, 4)])
+def test_a_uint8_array_is_what_a_png_of_its_pixels_loads_as(tmp_path, shape):
+    pixels = np.random.default_rng(3).integers(0, 256, shape, np.uint8)
+    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(as_image(pixels, "x"), load_image(tmp_path / "a.png"))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 3), (5, 7, 4)])
+def test_a_uint16_array_is_what_a_16_bit_tiff_of_it_loads_as(tmp_path, shape):
+    import tifffile
+
+    pixels = np.random.default_rng(4).integers(0, 65536, shape, np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", pixels, photometric="minisblack" if len(shape) == 2 else "rgb",
+                     extrasamples=["unassalpha"] if shape[-1] == 4 else None)
+    np.testing.assert_array_equal(as_image(pixels, "x"), load_image(tmp_path / "a.tif"))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "I;16", "1", "CMYK"])
+def test_a_pil_image_of_any_mode_is_what_its_file_loads_as(tmp_path, mode):
+    path = tmp_path / ("a.jpg" if mode == "CMYK" else "a.png")
+    img = Image.fromarray(np.random.default_rng(5).integers(0, 256, (6, 9, 4), np.uint8), "RGBA")
+    img = img.convert("RGB").convert("P") if mode == "P" else img.convert(mode)
+    img.save(path, **({"transparency": 3} if mode == "P" else {}))
+    with Image.open(path) as opened:
+        np.testing.assert_array_equal(as_image(opened, "x"), load_image(path))
+    np.testing.assert_array_equal(as_image(str(path), "x"), load_image(path))
+
+
+def test_a_pil_image_is_turned_as_its_exif_says_like_its_file(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (6, 2), (255, 0, 0)).save(tmp_path / "r.jpg", exif=exif)
+    with Image.open(tmp_path / "r.jpg") as opened:
+        np.testing.assert_array_equal(as_image(opened, "x"), load_image(tmp_path / "r.jpg"))
+        assert as_image(opened, "x").shape == (6, 2, 3)
+
+
+def test_float_arrays_are_taken_as_they_are_grey_and_alpha_too():
+    import jax.numpy as jnp
+
+    rgb = np.random.default_rng(6).uniform(size=(4, 5, 3))
+    np.testing.assert_array_equal(as_image(rgb, "x"), rgb.astype(np.float32))
+    assert as_image(jnp.asarray(rgb, jnp.bfloat16), "x").dtype == np.float32
+    np.testing.assert_array_equal(as_image(rgb[..., 0], "x"), np.repeat(rgb[..., :1], 3, -1).astype(np.float32))
+    rgba = np.concatenate([rgb, np.full((4, 5, 1), 0.25)], -1)
+    np.testing.assert_allclose(as_image(rgba, "x"), rgb * 0.25 + 0.75, atol=1e-7)
+    np.testing.assert_array_equal(as_image(rgb * 3, "x"), (rgb * 3).astype(np.float32))  # the engine says
+    np.testing.assert_array_equal(as_image(np.eye(3, dtype=bool), "m", mask=True), np.eye(3, dtype=np.float32))
+    np.testing.assert_array_equal(as_image(np.full((2, 3), 255, np.uint8), "m", mask=True), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("value,got", [({}, "got dict"), (None, "got NoneType"), (np.zeros((3, 3), np.int64),
+                                       r"got an array of int64, shape \(3, 3\)"), ([[1, 2]], "got a list of int64"),
+                                       (np.zeros((3, 3), bool), "got an array of bool")])
+def test_anything_else_is_one_error_naming_the_argument(value, got):
+    with pytest.raises(ValueError, match=rf"^expected the content image as a float array in \[0, 1\], a uint8 or "
+                                         rf"uint16 array, a PIL image or a path; {got}"):
+        as_image(value, "the content image")
+    with pytest.raises(ValueError, match=r"^expected frame 3 as \[H, W\], .* pixels, got shape \(3, 8, 8\)$"):
+        check_image_kind(np.zeros((3, 8, 8), np.uint8), "frame 3")
+    with pytest.raises(ImageError, match="nope.png: no such file"):
+        check_image_kind("nope.png", "frame 0")

@@ -61,6 +61,7 @@ def test_the_page_shows_the_run_and_steers_it(env, images, tmp_path):
             page.screenshot(path=str(tmp_path / "page.png"))
             page.click("#stop")
             page.wait_for_function("window.preview.state.status !== 'running'", timeout=120_000)
+            assert page.locator("#status").text_content() == "stopped"
             browser.close()
         err = proc.stderr.read()
         assert proc.wait(timeout=120) == 0, err
