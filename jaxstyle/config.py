@@ -264,10 +264,13 @@ class VideoConfig:
       default ``2 * iterations``.
     passes: with more than 1, Ruder's multi-pass algorithm (sequential mode: passes alternate
       direction; the temporal term from pass ``temporal_from_pass`` on, default the second half) or
-      the number of Jacobi passes (parallel mode).
+      the number of Jacobi passes (parallel mode: the temporal term from ``temporal_from_pass`` on,
+      default 2, the first pass with neighbours' results).
     blend: delta of the multi-pass start, ``delta c warp(neighbour) + (1 - delta c) current``.
-    cut_threshold: a frame whose share of pixels matched to the previous one (reliable flow and
-      similar colour) is below this starts afresh: a scene cut. 0 never cuts.
+    cut_threshold: a frame whose share of pixels matched to the previous one (reliable flow and a
+      colour within 0.1, or the same structure once each frame's exposure is factored out, so that
+      flashes, exposure steps and fades stay one shot) is below this starts afresh: a scene cut.
+      0 never cuts.
     mode: ``"sequential"`` (frame after frame, one device) or ``"parallel"`` (every frame of a
       pass at once, vmapped and sharded over all devices: Jacobi passes, each frame pulled towards
       both neighbours' results of the previous pass).
@@ -300,7 +303,8 @@ class VideoConfig:
             raise ValueError(f"expected passes to be an integer >= 1, got {self.passes!r}")
         set_("passes", int(self.passes))
         if self.temporal_from_pass is None:
-            set_("temporal_from_pass", self.passes // 2 + 1 if self.passes > 1 else 1)
+            # sequential: the second half of the passes; parallel: every pass that has neighbours (2 on)
+            set_("temporal_from_pass", 1 if self.passes == 1 else 2 if self.mode == "parallel" else self.passes // 2 + 1)
         elif not is_integer(self.temporal_from_pass) or not 1 <= self.temporal_from_pass <= self.passes:
             raise ValueError(f"expected temporal_from_pass to be an integer in 1 .. passes ({self.passes}), "
                              f"got {self.temporal_from_pass!r}")

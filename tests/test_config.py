@@ -24,3 +24,12 @@ def test_config_refuses_non_finite_numbers(field, value):
 def test_config_refuses_seeds_beyond_int64(seed):
     with pytest.raises(ValueError, match="seed"):
         StyleConfig(seed=seed)
+
+
+def test_video_temporal_term_starts_where_each_mode_has_neighbours():
+    from jaxstyle import VideoConfig
+
+    assert VideoConfig(passes=4).temporal_from_pass == 3  # sequential: the second half
+    assert VideoConfig(mode="parallel", passes=4).temporal_from_pass == 2  # parallel: every pass with neighbours
+    assert VideoConfig(mode="parallel", passes=4, temporal_from_pass=3).temporal_from_pass == 3
+    assert VideoConfig(passes=1).temporal_from_pass == 1

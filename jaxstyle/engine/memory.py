@@ -2,11 +2,14 @@
 
 ``estimate_bytes`` is a formula over the network's layer shapes: every layer output up to the
 deepest layer used (the activations the backward pass keeps), the weights, and the image-sized
-arrays of the optimizer (L-BFGS keeps ``2 * lbfgs_memory`` of them and needs as many again
-while it computes a direction), plus a fixed overhead. Its constants are calibrated against
-XLA's own memory analysis of the compiled loop (``compiled_bytes``) at 256-1024 px (estimate
-0.88-1.16x the analysis over the default, remat, Adam, bfloat16 and direct-convolution
-configurations, 2026-11-30), and a test keeps the two within 25% of each other.
+arrays of the optimizer, plus a fixed overhead. The optimizer's arrays are read from its own state
+(``jax.eval_shape`` of its ``init``: :func:`optimizer_arrays`), for the named optimizers and
+``module:factory`` ones alike: Adam keeps 2, L-BFGS ``2 * lbfgs_memory`` in its history of
+curvature pairs and needs as many again while it computes a direction. Its constants are
+calibrated against XLA's own memory analysis of the compiled loop (``compiled_bytes``) at
+256-1024 px (estimate 0.88-1.16x the analysis over the default, remat, Adam, bfloat16 and
+direct-convolution configurations, 2026-11-30; a factory's Adam 1.11x and optax's L-BFGS 1.16x at
+512x384), and a test keeps the two within 25% of each other.
 
 The formula counts activations in float32 and ignores ``remat``: on XLA:CPU neither bfloat16
 nor per-block rematerialisation lowered the compiled loop's memory (measured at 1024x768:
@@ -17,7 +20,11 @@ schedulers are memory-aware), the estimate errs on the safe side.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,12 +38,13 @@ from jaxstyle.model.vgg import CONV_KERNEL_SHAPES, LAYER_INDEX, LAYER_NAMES, poo
 from jaxstyle.objective.blocks import Blocking, pad_targets
 from jaxstyle.objective.targets import compute_targets
 from jaxstyle.objective.terms import loss_weights
+from jaxstyle.optim import make_optimizer
 
 ACTIVATION_FACTOR = 0.9  # buffers per kept activation element (an output and its gradient, overlapped)
-IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's history (x, gradient, last finite, trial, ...)
+IMAGE_ARRAYS = 8  # image-sized arrays besides the optimizer's state (x, gradient, last finite, trial, ...)
 # L-BFGS's image-sized arrays per remembered pair: the pair itself (2) and as many again for the
 # two-loop recursion's temporaries (XLA's analysis: 4 * memory + ~5 more image arrays than Adam,
-# at 256, 512 and 1024 px).
+# at 256, 512 and 1024 px). Counted for every stack of image-sized arrays in an optimizer's state.
 LBFGS_ARRAYS_PER_PAIR = 4
 OVERHEAD_BYTES = 32 << 20
 BLOCK_IMAGE_ARRAYS = 3  # block by block: the padded image, the gradient the windows add into, its crop
@@ -71,8 +79,43 @@ def estimate_bytes(height: int, width: int, config: StyleConfig, batch: int = 1)
     """Memory of a run at ``height`` x ``width`` (the full-size stage: coarse stages need less),
     optimising ``batch`` images together (weights shared)."""
     activations = _activation_bytes(height, width, config)
-    images = height * width * 3 * 4 * (_history_arrays(config) + IMAGE_ARRAYS)
+    images = height * width * 3 * 4 * (optimizer_arrays(height, width, config) + IMAGE_ARRAYS)
     return int(OVERHEAD_BYTES + _weight_bytes(config) + batch * (activations + images))
+
+
+def optimizer_arrays(height: int, width: int, config: StyleConfig, *, per_pair: int = LBFGS_ARRAYS_PER_PAIR
+                     ) -> float:
+    """The memory of the config's optimizer at ``height`` x ``width``, in float32 [H, W, 3] images:
+    the leaves of its state (``jax.eval_shape`` of its ``init``, nothing allocated), an image-sized
+    leaf once, a stack of them ([m, H, W, 3]: a history of curvature pairs) ``per_pair / 2`` times
+    per image (its temporaries, as calibrated on our L-BFGS; optax's ``lbfgs`` needs fewer, ~1.25:
+    for it the estimate errs on the safe side), any other leaf by its bytes.
+
+    Adam: 2 (its moments); our L-BFGS: ``per_pair * lbfgs_memory + 4`` (the pairs; the gradient,
+    direction and the last iterate and gradient)."""
+    image = height * width * 3
+    total = 0.0
+    for shape, itemsize in _state_leaves(config.optimizer, config.learning_rate, config.lbfgs_memory, height, width):
+        stacked = len(shape) > 3 and tuple(shape[-3:]) == (height, width, 3)
+        total += math.prod(shape) * itemsize / 4 / image * (per_pair / 2 if stacked else 1)
+    return total
+
+
+def _state_leaves(optimizer, learning_rate, lbfgs_memory: int, height: int, width: int
+                  ) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """(shape, bytes per element) of each leaf of the optimizer's state for a float32 [H, W, 3] image."""
+    try:
+        return _cached_state_leaves(optimizer, learning_rate, lbfgs_memory, height, width)
+    except TypeError:  # an optimizer object that cannot be hashed
+        return _cached_state_leaves.__wrapped__(optimizer, learning_rate, lbfgs_memory, height, width)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_state_leaves(optimizer, learning_rate, lbfgs_memory, height, width):
+    made = make_optimizer(optimizer, learning_rate=learning_rate, memory=lbfgs_memory)
+    image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
+    state = jax.eval_shape(lambda x: made.init(x, lambda y: jnp.vdot(y, y)), image)
+    return tuple((tuple(leaf.shape), jnp.dtype(leaf.dtype).itemsize) for leaf in jax.tree.leaves(state))
 
 
 def winograd_for(config: StyleConfig) -> tuple[str, ...]:
@@ -98,10 +141,6 @@ def _activation_bytes(height: int, width: int, config: StyleConfig) -> float:
     return activation_elements(height, width, config) * 4 * ACTIVATION_FACTOR + workspace
 
 
-def _history_arrays(config: StyleConfig) -> int:
-    return LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
-
-
 def estimate_block_bytes(height: int, width: int, config: StyleConfig, blocking: Blocking) -> int:
     """Memory of a run at ``height`` x ``width`` evaluated block by block (per device): the weights,
     one chunk of windows' activations, the image-sized arrays (the optimizer's, and the padded image and
@@ -113,7 +152,7 @@ def estimate_block_bytes(height: int, width: int, config: StyleConfig, blocking:
     apart = blocking.mesh is not None and any(d.platform != "cpu" for d in blocking.mesh.devices.flat)
     windows = blocking.per_chunk // blocking.mesh.devices.size if apart else blocking.per_chunk
     activations = windows * _activation_bytes(*layout.window, config)
-    history = BLOCK_LBFGS_ARRAYS_PER_PAIR * config.lbfgs_memory if config.optimizer != "adam" else 2
+    history = optimizer_arrays(height, width, config, per_pair=BLOCK_LBFGS_ARRAYS_PER_PAIR)
     images = height * width * 3 * 4 * (history + IMAGE_ARRAYS + BLOCK_IMAGE_ARRAYS)
     content = sum((layout.rows.padded >> poolings_before(n)) * (layout.cols.padded >> poolings_before(n))
                   * _channels(n) * 4 for n in config.content_layers)
@@ -144,13 +183,29 @@ def available_bytes(device: jax.Device | None = None) -> tuple[int, str]:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"), "available host memory"
 
 
+def optimizer_fixes(config: StyleConfig, fits: Callable[[StyleConfig], bool]) -> list[str]:
+    """The optimizer options with which a run that does not fit would (``fits`` of a config), as hints:
+    ``--lbfgs-memory N`` (the largest N that fits) for a named L-BFGS, ``--optimizer adam`` for any
+    optimizer but Adam."""
+    hints = []
+    if config.optimizer in ("lbfgs", "jaxopt-lbfgs"):
+        pairs = next((n for n in range(config.lbfgs_memory - 1, 0, -1)
+                      if fits(dataclasses.replace(config, lbfgs_memory=n))), None)
+        if pairs is not None:
+            hints.append(f"--lbfgs-memory {pairs}")
+    if config.optimizer != "adam" and fits(dataclasses.replace(config, optimizer="adam", learning_rate=None)):
+        hints.append("--optimizer adam (it keeps no history)")
+    return hints
+
+
 def check_fits(height: int, width: int, config: StyleConfig, what: str, device: jax.Device | None = None,
                batch: int = 1) -> int:
     """Raise :class:`WontFitError` when the run would not fit; returns the estimate."""
     need = estimate_bytes(height, width, config, batch)
     have, where = available_bytes(device)
     if need > have:
-        hints = (["a smaller --size"] + (["a smaller --batch-size"] if batch > 1 else [])
+        hints = (optimizer_fixes(config, lambda c: estimate_bytes(height, width, c, batch) <= have)
+                 + ["a smaller --size"] + (["a smaller --batch-size"] if batch > 1 else [])
                  + ([] if config.remat else ["--remat (on accelerators)"]))
         runs = f"a batch of {batch} {width}x{height} runs" if batch > 1 else f"a {width}x{height} run"
         raise WontFitError(f"{what}: {runs} needs about {format_bytes(need)} but only "
@@ -171,22 +226,25 @@ def check_fits_sharded(height: int, width: int, config: StyleConfig, what: str, 
     rows, columns = grid
     if rows * columns != len(devices):
         raise ValueError(f"expected a grid of {len(devices)} tiles (one per device), got {rows}x{columns}")
-    per_device = estimate_bytes(-(-height // rows), -(-width // columns), config)
+    tile = (-(-height // rows), -(-width // columns))
+    per_device = estimate_bytes(*tile, config)
     split = f"a {width}x{height} run split into {rows}x{columns} tiles"
     if all(d.platform == "cpu" for d in devices):
         need = per_device * len(devices)
         have, where = available_bytes(devices[0])
         if need > have:
+            hints = optimizer_fixes(config, lambda c: estimate_bytes(*tile, c) * len(devices) <= have)
             raise WontFitError(f"{what}: {split} over {len(devices)} CPU devices, which share this host's memory, "
                                f"needs about {format_bytes(need)} but only {format_bytes(have)} of {where} is free; "
-                               f"try a smaller --size")
+                               f"try {', '.join([*hints, 'a smaller --size'])}")
         return per_device
     for device in devices:
         have, where = available_bytes(device)
         if per_device > have:
+            hints = [*optimizer_fixes(config, lambda c, have=have: estimate_bytes(*tile, c) <= have), "more devices",
+                     "a smaller --size", *([] if config.remat else ["--remat"])]
             raise WontFitError(f"{what}: {split} needs about {format_bytes(per_device)} per device but only "
-                               f"{format_bytes(have)} of {where} is free on {device}; try more devices or a "
-                               f"smaller --size" + ("" if config.remat else ", or --remat"))
+                               f"{format_bytes(have)} of {where} is free on {device}; try {', '.join(hints)}")
     return per_device
 
 

@@ -6,7 +6,9 @@ coarse-to-fine schedule big outputs get by default.
 Memory is the estimate of :mod:`jaxstyle.engine.memory` against ``PLAN_SHARE`` of the free memory
 of the first local device (the estimate errs by up to ~25%; the rest is headroom). A plan says what
 it chose and why (``notes``), and :func:`plan_evaluation` raises
-:class:`~jaxstyle.engine.memory.WontFitError` with what to change when nothing fits.
+:class:`~jaxstyle.engine.memory.WontFitError` with what to change when nothing fits (every change that
+would make it fit: a smaller size, Adam, a shorter L-BFGS history). Only a named L-BFGS has its
+history shrunk; an optimizer object is planned with the state it has.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def plan_evaluation(height: int, width: int, config: StyleConfig, *, block_size:
     runs = f"a {width}x{height} run"
     if block_size is None or (block_size == "auto" and whole <= have * PLAN_SHARE):
         if whole > have:
-            hints = ["a smaller --size", "block-by-block evaluation (--block-size auto)"]
+            hints = [*memory.optimizer_fixes(config, lambda c: memory.estimate_bytes(height, width, c) <= have),
+                     "a smaller --size", "block-by-block evaluation (--block-size auto)"]
             raise memory.WontFitError(f"{what}: {runs} needs about {memory.format_bytes(whole)} on the whole image "
                                       f"but only {memory.format_bytes(have)} of {where} is free; try "
                                       + ", ".join(hints))
@@ -136,10 +139,8 @@ def plan_evaluation(height: int, width: int, config: StyleConfig, *, block_size:
     if chosen is None:
         smallest = candidates[-1]
         need = _blocked_need(height, width, config, smallest)
-        adam = dataclasses.replace(config, optimizer="adam", learning_rate=None)
-        hints = ["a smaller --size"]
-        if _uses_history(config) and _blocked_need(height, width, adam, smallest) <= budget:
-            hints.insert(0, "--optimizer adam (it keeps no history)")
+        hints = [*memory.optimizer_fixes(config, lambda c: _blocked_need(height, width, c, smallest) <= budget),
+                 "a smaller --size"]
         if block_size != "auto":
             hints.append("a smaller --block-size")
         raise memory.WontFitError(f"{what}: {runs} needs about {memory.format_bytes(need)} even block by block "

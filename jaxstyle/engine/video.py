@@ -18,12 +18,14 @@ Modes (:class:`~jaxstyle.config.VideoConfig`):
   that neighbour) from pass ``temporal_from_pass`` on.
 * parallel: Jacobi passes. Pass 1 stylizes every frame independently; each later pass updates
   every frame at once from the previous pass's results, pulled towards both neighbours (start:
-  Ruder's normalised blend of the frame and its warped neighbours; temporal term towards both).
+  Ruder's normalised blend of the frame and its warped neighbours; temporal term towards both, from
+  pass ``temporal_from_pass`` on, and never in pass 1, which has no neighbours' results yet).
   The frames of a pass are independent problems: they run vmapped in groups, sharded over all
   devices (and split between processes by ``assign``, with a ``barrier`` after each pass).
 
 Scene cuts: frame i is a cut when the share of its pixels with a reliable match in frame i - 1 of
-similar colour is below ``cut_threshold``; nothing couples frames across a cut.
+similar colour, or similar once each frame's exposure is factored out (:mod:`jaxstyle.engine.scenes`),
+is below ``cut_threshold``; nothing couples frames across a cut.
 
 Results go to a :class:`FrameStore` (``get``/``put`` by pass and frame): frames already there are
 skipped, which is how an interrupted run resumes.
@@ -53,6 +55,7 @@ from jaxstyle.engine.run import (
     run_chunk,
     run_stages,
 )
+from jaxstyle.engine.scenes import matched_share
 from jaxstyle.engine.sharding import pad_batch, replicate, shard_batch
 from jaxstyle.engine.stylize import check_steering
 from jaxstyle.model.vgg import VGG19
@@ -63,7 +66,6 @@ from jaxstyle.objective.temporal import long_term_weights, pass_start, reliabili
 from jaxstyle.objective.terms import Objective, loss_weights
 
 FlowSource = Callable[[int, int], np.ndarray]  # (a, b) -> the flow from input frame a to frame b [H, W, 2]
-COLOUR_TOLERANCE = 0.1  # mean absolute RGB difference (in [0, 1]) under which a matched pixel counts for cuts
 
 
 class FrameStore(Protocol):
@@ -139,14 +141,6 @@ def memoized_flows(frames: Sequence, flow_function: Callable[[np.ndarray, np.nda
 def _neighbour(output: jax.Array, flow_ab: jax.Array, flow_ba: jax.Array) -> tuple[jax.Array, jax.Array]:
     """An output of frame b warped onto frame a, and frame a's reliability weights."""
     return warp(output, flow_ab), reliability(flow_ab, flow_ba)
-
-
-@jax.jit
-def matched_share(frame_a: jax.Array, frame_b: jax.Array, flow_ab: jax.Array, flow_ba: jax.Array) -> jax.Array:
-    """The share of frame a's pixels with a reliable match in frame b of similar colour."""
-    warped, weights = _neighbour(frame_b, flow_ab, flow_ba)
-    close = jnp.mean(jnp.abs(frame_a - warped), axis=-1) < COLOUR_TOLERANCE
-    return jnp.mean(weights * close)
 
 
 @jax.jit
@@ -389,7 +383,7 @@ def _parallel(run: _Run, store: FrameStore, on_frame, mesh, group, assign, barri
     strength = jnp.float32(video.blend / max(1e-6, 1.0 - video.blend))
     records: list[FrameRecord] = []
     for p in range(video.passes):
-        temporal_on = p > 0 and video.temporal_weight > 0
+        temporal_on = p > 0 and p + 1 >= video.temporal_from_pass and video.temporal_weight > 0
         iterations = video.first_steps(config.iterations) if p == 0 else config.iterations
         todo = [i for i in range(run.count) if assign(i) and not _resumed(store, on_frame, records, p, i)]
         for first in range(0, len(todo), group):

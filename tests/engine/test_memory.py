@@ -11,12 +11,17 @@ from PIL import Image
 from jaxstyle import StyleConfig
 from jaxstyle.cli import main
 from jaxstyle.engine.memory import WontFitError, check_fits, compiled_bytes, estimate_bytes
+from jaxstyle.optim import optimizer_from_factory
 
 
 @pytest.mark.parametrize("config", [StyleConfig(), StyleConfig(remat=True), StyleConfig(optimizer="adam"),
-                                    StyleConfig(precision="bfloat16"), StyleConfig(conv="direct")],
-                         ids=["default", "remat", "adam", "bfloat16", "direct"])
+                                    StyleConfig(precision="bfloat16"), StyleConfig(conv="direct"),
+                                    "tests.engine.test_memory_optimizers:adam_factory",
+                                    "tests.engine.test_memory_optimizers:optax_lbfgs_factory"],
+                         ids=["default", "remat", "adam", "bfloat16", "direct", "factory-adam", "factory-optax-lbfgs"])
 def test_estimate_is_within_25_percent_of_the_compiled_analysis(random_vgg, config):
+    if isinstance(config, str):  # a module:factory optimizer, as the CLI makes it
+        config = StyleConfig(optimizer=optimizer_from_factory(config))
     compiled = compiled_bytes(random_vgg, 192, 256, config)
     if compiled is None:
         pytest.skip("this backend gives no memory analysis")

@@ -65,6 +65,15 @@ def test_a_scene_cut_starts_the_next_frame_afresh(random_vgg):
     assert result.records[1].matched > 0.9 and result.records[3].matched < 0.3
 
 
+def test_an_exposure_step_is_not_a_cut(random_vgg):
+    """A brightness step (auto-exposure) keeps the temporal term, where a cut would drop it and flicker."""
+    frames = [np.clip(f + (0.12 if i >= 2 else 0.0), 0.0, 1.0) for i, f in enumerate(pan(4))]
+    result = stylize_video(frames, STYLE, vgg=random_vgg, flow=pan_flow(), config=CONFIG,
+                           video=VideoConfig(first_iterations=6, temporal_weight=1e6))
+    assert result.cuts == [] and [r.start for r in result.records] == ["content"] + ["warped"] * 3
+    assert result.records[2].matched > 0.9 and result.records[2].losses["temporal"] > 0
+
+
 def test_a_resumed_run_computes_only_the_missing_frames_and_gives_the_same_video(random_vgg):
     frames, flow = pan(3), pan_flow()
     video = VideoConfig(first_iterations=6, relative_frames=(1, 2))
@@ -104,6 +113,17 @@ def test_parallel_passes_pull_neighbours_together(random_vgg):
                           group=2)
     assert temporal_error(three.frames(4), flow) < 0.7 * temporal_error(one.frames(4), flow)
     assert [r.start for r in three.records if r.pass_index == 2] == ["blend"] * 4
+
+
+def test_parallel_passes_take_the_temporal_term_from_temporal_from_pass(random_vgg):
+    frames, flow = pan(3), pan_flow()
+    result = stylize_video(frames, STYLE, vgg=random_vgg, flow=flow, config=CONFIG, group=3,
+                           video=VideoConfig(mode="parallel", passes=3, first_iterations=6, temporal_weight=1e6,
+                                             temporal_from_pass=3))
+    temporal = {(r.pass_index, r.index): r.losses["temporal"] for r in result.records}
+    assert [temporal[1, i] for i in range(3)] == [0.0] * 3  # pass 2: blended starts, no temporal term yet
+    assert all(temporal[2, i] > 0 for i in range(3))
+    assert [r.start for r in result.records if r.pass_index > 0] == ["blend"] * 6
 
 
 def test_video_needs_frames_and_refuses_scales(random_vgg):
