@@ -304,7 +304,8 @@ class VideoConfig:
         set_("passes", int(self.passes))
         if self.temporal_from_pass is None:
             # sequential: the second half of the passes; parallel: every pass that has neighbours (2 on)
-            set_("temporal_from_pass", 1 if self.passes == 1 else 2 if self.mode == "parallel" else self.passes // 2 + 1)
+            first = 2 if self.mode == "parallel" else self.passes // 2 + 1
+            set_("temporal_from_pass", 1 if self.passes == 1 else first)
         elif not is_integer(self.temporal_from_pass) or not 1 <= self.temporal_from_pass <= self.passes:
             raise ValueError(f"expected temporal_from_pass to be an integer in 1 .. passes ({self.passes}), "
                              f"got {self.temporal_from_pass!r}")

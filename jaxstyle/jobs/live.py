@@ -14,7 +14,7 @@ from jaxstyle.engine import memory
 from jaxstyle.engine.stylize import STEERABLE
 from jaxstyle.io import images, storage
 from jaxstyle.preview.live import LiveRun
-from jaxstyle.preview.server import LOOPBACK, PreviewServer
+from jaxstyle.preview.server import PreviewServer, is_loopback
 
 
 class StopRequested(BaseException):
@@ -85,7 +85,7 @@ def start(title: str, total: int, config: StyleConfig, host: str, port: int, not
     weights = {name: getattr(config, name) for name in STEERABLE} if steerable else {}
     live = LiveRun(title, total, weights)
     server = PreviewServer(live, host, port).start()
-    if host != LOOPBACK:
+    if not is_loopback(host):
         notify(f"warning: the preview listens on {host}, not only this machine: anyone who can reach it and has "
                f"the URL can watch and steer the run")
     notify(f"preview: {server.url}")

@@ -16,6 +16,7 @@ body larger than :data:`MAX_BODY` a 413, one that is not a JSON object a 400.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import secrets
@@ -26,7 +27,6 @@ from importlib import resources
 from jaxstyle.preview.live import LiveRun
 
 LOOPBACK = "127.0.0.1"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 MAX_BODY = 64 * 1024  # a control is a few dozen bytes
 MAX_DIGITS = 18  # a longer number is past any count of points or items: it saturates
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() and \d also take "²" and "٣"
@@ -55,6 +55,28 @@ def _page() -> bytes:
     return resources.files("jaxstyle.preview").joinpath("page.html").read_bytes()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches this machine only: a loopback address (127.0.0.0/8, also as
+    ``::ffff:127.x.y.z``; ``::1``), or a name that resolves to loopback addresses only (``localhost``).
+    A name that does not resolve is not; nor is ``0.0.0.0`` or ``::`` (every interface)."""
+    try:
+        return _loopback_address(host)
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+    except (OSError, UnicodeError):  # socket.gaierror is an OSError
+        return False
+    return bool(found) and all(_loopback_address(address) for address in found)
+
+
+def _loopback_address(text: str) -> bool:
+    """Whether the address ``text`` is a loopback one (ValueError: it is not an address)."""
+    address = ipaddress.ip_address(text.partition("%")[0])  # without an IPv6 scope (fe80::1%eth0)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (address if mapped is None else mapped).is_loopback
+
+
 class PreviewServer:
     """Serves ``live`` on ``host``:``port`` (0: any free port) until :meth:`stop`."""
 
@@ -74,6 +96,7 @@ class PreviewServer:
         self.port = self._socket.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         self.origin = f"http://{shown}:{self.port}"
+        self._loopback = is_loopback(self.host)  # resolved once, not per request
         self._hosts = {f"{shown}:{self.port}", f"localhost:{self.port}", f"127.0.0.1:{self.port}",
                        f"[::1]:{self.port}"}
         config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
@@ -108,7 +131,7 @@ class PreviewServer:
         (a page of another site that rebinds its name to 127.0.0.1 is refused); anywhere, an
         ``Origin`` must be the page's own, and the token must match."""
         host = headers.get("host", "")
-        if self.host in LOOPBACK_NAMES and host not in self._hosts:
+        if self._loopback and host not in self._hosts:
             return "unknown host"
         origin = headers.get("origin")
         if origin is not None and origin != f"http://{host}":

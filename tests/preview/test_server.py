@@ -57,6 +57,17 @@ def test_other_origins_and_hosts_are_refused(served):
     assert not live.take_stop()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.2", "localhost"])
+def test_every_loopback_bind_refuses_a_rebound_host(host):
+    server = PreviewServer(LiveRun("a test", 10, {}), host).start()
+    try:
+        url = f"{server.origin}/state?token={server.token}"
+        assert get(url, {"Host": "evil.example"})[0] == 403  # DNS rebinding, whatever loopback name is bound
+        assert get(url)[0] == 200
+    finally:
+        server.stop()
+
+
 def test_controls_reach_the_run_once_and_bad_ones_are_refused(served):
     live, server = served
     assert post(server, {"action": "weights", "weights": {"style_weight": 0.5}})[0] == 200
