@@ -91,6 +91,38 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
     if job.distributed:
         index, count = distributed.initialize(job.coordinator, job.num_processes, job.process_id)
     share = manifest.process_share(pairs, index, count)
+    if job.preview is not None and count > 1:
+        raise ValueError("--preview watches one process: it is not for --distributed runs")
+    page = None
+    if job.preview is not None:  # before anything is loaded or made: a page that cannot start leaves nothing behind
+        page = live.start(f"batch: {len(share)} pairs into {out_dir}", len(share), config, job.preview_host,
+                          job.preview, notify)
+    status = "failed"
+    try:
+        report, stopped = _run_share(job, share, len(pairs), (index, count), out_dir, page, on_pair=on_pair,
+                                     on_share=on_share, log=log, notify=notify, notes=notes)
+        status = "stopped" if stopped else "ended"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if page is not None:
+            page.close(status)
+    if count > 1 and index == 0:
+        paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
+        report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
+    summary = report["summary"]
+    log(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
+        f"of {summary['total']}; report: {out_dir / 'report.json'}")
+    return report
+
+
+def _run_share(job: BatchJob, share: list, total: int, place: tuple[int, int], out_dir, page, *, on_pair, on_share,
+               log, notify, notes) -> tuple[dict, bool]:
+    """This process's ``share`` of the ``total`` pairs (``place``: its index and the process count),
+    run to its report: (the report, whether the preview ``page`` stopped it)."""
+    config = job.config
+    index, count = place
     storage.make_folder(out_dir)
     report_path = out_dir / ("report.json" if count == 1 else f"report.process-{index}-of-{count}.json")
     vgg = load_network(job.weights, pooling=job.pooling, preprocessing=job.preprocessing, log=notify)
@@ -112,18 +144,12 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
         memory.check_fits(job.size, job.size, config, "batch", batch=per_device)  # a square bucket is the largest
     for note in notes:
         log(note)
-    log(f"process {index + 1}/{count}: {len(share)} of {len(pairs)} pairs, batch size {batch_size} ({why}), "
+    log(f"process {index + 1}/{count}: {len(share)} of {total} pairs, batch size {batch_size} ({why}), "
         f"{len(jax.local_devices())} local device(s)")
     on_share(len(share))
     watch = None
     if count > 1:  # a dead process stops the others within seconds (JAX alone waits 100 s, then aborts)
         watch = distributed.PeerWatch(index, count, on_failure=distributed.interrupt_main_then_exit)
-    page = None
-    if job.preview is not None and count > 1:
-        raise ValueError("--preview watches one process: it is not for --distributed runs")
-    if job.preview is not None:
-        page = live.start(f"batch: {len(share)} pairs into {out_dir}", len(share), config, job.preview_host,
-                          job.preview, notify)
     done = [0]
 
     def pair_done(record: dict) -> None:
@@ -153,8 +179,8 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
         if watch is not None:
             watch.finish()
     except live.StopRequested:  # the page's Stop: what finished is in the report, the rest stays pending
-        report = json.loads(storage.read_text(report_path))
         notify(f"stopped from the preview page: {done[0]} pair(s) finished; run the same command again for the rest")
+        return json.loads(storage.read_text(report_path)), True
     except (KeyboardInterrupt, Exception) as exc:
         if watch is None:
             raise
@@ -167,13 +193,4 @@ def run_batch_job(job: BatchJob, *, on_pair: Callable[[dict], None] = lambda rec
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc).splitlines() or [""])[0]
         distributed.abandon(f"process {index + 1} of {count}: {reason}",
                             EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED)
-    finally:
-        if page is not None:
-            page.close("ended")
-    if count > 1 and index == 0:
-        paths = [out_dir / f"report.process-{i}-of-{count}.json" for i in range(count)]
-        report = merge_reports(paths, out_dir / "report.json", {"process_count": count})
-    summary = report["summary"]
-    log(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
-        f"of {summary['total']}; report: {out_dir / 'report.json'}")
-    return report
+    return report, False

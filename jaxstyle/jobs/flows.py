@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxstyle.flow import FlowFunction, resize_flow
 from jaxstyle.io import files, flo
+from jaxstyle.jobs.video_work import read_npy
 
 
 def needed_flows(count: int, relative_frames: Sequence[int], passes: int, parallel: bool) -> list[tuple[int, int]]:
@@ -33,6 +34,24 @@ def needed_flows(count: int, relative_frames: Sequence[int], passes: int, parall
             if i - j >= 0:
                 order += [(i, i - j), (i - j, i)]
     return list(dict.fromkeys(order))
+
+
+def flo_path(pattern: str, a: int, b: int) -> Path:
+    """The ``.flo`` file of ``pattern`` for the flow from input frame a to frame b."""
+    return Path(pattern.format(a=a, b=b))
+
+
+def flo_files(pattern: str, pairs: Iterable[tuple[int, int]], offset: int = 0) -> list[Path]:
+    """The ``.flo`` files of ``pattern`` for ``pairs`` of working frames (input frame ``offset`` is
+    frame 0), checked to exist."""
+    paths = []
+    for a, b in pairs:
+        path = flo_path(pattern, a + offset, b + offset)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such flow file (the flow from frame {a + offset} to {b + offset}, "
+                             f"by --flow {pattern})")
+        paths.append(path)
+    return paths
 
 
 UNKNOWN_FLOW = 1e9  # Middlebury's marker of an unknown flow vector: at or above it, in either component
@@ -78,17 +97,12 @@ class FlowProvider:
             return len(self._recent)
 
     def flo_path(self, a: int, b: int) -> Path:
-        return Path(self.pattern.format(a=a + self.offset, b=b + self.offset))
+        return flo_path(self.pattern, a + self.offset, b + self.offset)
 
     def check_files(self, pairs: Iterable[tuple[int, int]]) -> None:
         """With a ``.flo`` pattern: every file the run will read exists (before anything runs)."""
-        if self.pattern is None:
-            return
-        for a, b in pairs:
-            path = self.flo_path(a, b)
-            if not path.is_file():
-                raise ValueError(f"{path}: no such flow file (the flow from frame {a + self.offset} to "
-                                 f"{b + self.offset}, by --flow {self.pattern})")
+        if self.pattern is not None:
+            flo_files(self.pattern, pairs, self.offset)
 
     def prefetch(self, pairs: Iterable[tuple[int, int]]) -> None:
         """Compute ``pairs`` in this order on a background thread, ahead of the run."""
@@ -153,10 +167,7 @@ class FlowProvider:
 
     def _load(self, a: int, b: int) -> np.ndarray:
         if self.pattern is not None:
-            path = self.flo_path(a, b)
-            if not path.is_file():
-                raise ValueError(f"{path}: no such flow file (the flow from frame {a + self.offset} to "
-                                 f"{b + self.offset}, by --flow {self.pattern})")
+            [path] = flo_files(self.pattern, [(a, b)], self.offset)
             flow = flo.read_flo(path)
             unknown = ~np.isfinite(flow).all(-1) | (np.abs(flow) >= UNKNOWN_FLOW).any(-1)
             flow[unknown] = OUT_OF_FRAME
@@ -164,7 +175,7 @@ class FlowProvider:
         cached = self._cached(a, b)
         if cached is not None and cached.is_file():
             try:
-                flow = np.load(cached)
+                flow = read_npy(cached)
                 if flow.shape == (*self.shape, 2):
                     return flow.astype(np.float32)
             except (OSError, ValueError):

@@ -2,8 +2,9 @@
 
 Everything is checked before any pixel is decoded: the output (format, folder, not an input,
 not overwritten unless asked), the masks and start image named, each image's size from its
-header, and the memory the run needs (per tile with ``shard_image``). Then the images are loaded,
-the engine runs (:func:`jaxstyle.engine.stylize.stylize`), and the result is written atomically.
+header, and the memory the run needs (per tile with ``shard_image``). Then the preview page starts
+(one that cannot start stops the job before anything is loaded), the images are loaded, the engine
+runs (:func:`jaxstyle.engine.stylize.stylize`), and the result is written atomically.
 Intermediate images go to ``<output stem>_steps/step_NNNNN.png`` every ``save_every`` steps
 (counted over all stages); on an interrupt the latest image is written to the output, and the
 interrupt goes on to the caller.
@@ -132,6 +133,43 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
         notes = (*notes, *(plan.notes if plan.blocked else ()))
     for note in notes:
         log(note)
+    page = None
+    if job.preview is not None:  # before any image is loaded: a page that cannot start leaves nothing behind
+        names = ", ".join(storage.location(p).name for p in job.styles)
+        page = live_page.start(f"{storage.location(job.content).name} in the style of {names}",
+                               config.total_iterations, config, job.preview_host, job.preview, notify)
+    status = "failed"
+    try:
+        result = _run(job, config, vgg, grid, evaluation, (output, plot_path, steps_dir), page=page,
+                      on_progress=on_progress, callback_every=callback_every, log=log, notify=notify)
+        status = "stopped" if result.status == "stopped" else "ended"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if page is not None:
+            page.close(status)
+    if result.status == "stopped":
+        return result
+    images.save_image(output, result.image)
+    if plot_path is not None:
+        names = ", ".join(storage.location(p).name for p in job.styles)
+        plot.plot_losses(plot_path, result.loss_history, result.term_history,
+                         title=f"{storage.location(job.content).name} in the style of {names}")
+    h, w = result.image.shape[:2]
+    if result.status != "done":
+        log(f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; saved the last finite image")
+    log(f"wrote {output} ({w}x{h}, {result.steps} steps, {result.seconds:.1f} s, loss {result.losses['total']:.6g})")
+    return result
+
+
+def _run(job: SingleJob, config: StyleConfig, vgg: VGG19 | None, grid, evaluation, paths, *, page, on_progress,
+         callback_every, log, notify) -> StyleResult:
+    """The run of a checked job (``config``, ``grid`` and ``evaluation`` as planned; ``paths``: the
+    output, plot and steps folder; ``page``: its started preview page, or None): the images loaded,
+    the engine run, the partial result saved on an interrupt or the page's Stop (status "stopped")."""
+    output, plot_path, steps_dir = paths
+    style_size = job.style_size or job.size
     content = images.load_image(job.content, max_size=job.size)
     styles = [images.load_image(path, max_size=style_size) for path in job.styles]
     content_mask = None
@@ -149,7 +187,6 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     if job.save_every:
         storage.make_folder(steps_dir)
     latest = {}
-    page = None
 
     def progressed(progress: Progress) -> None:
         latest.update(step=progress.step, image=progress.image())
@@ -167,10 +204,6 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
     if grid is not None:
         mesh = spatial_mesh(*content.shape[:2])
         log(f"image split into {mesh.shape['height']}x{mesh.shape['width']} tiles over {mesh.devices.size} device(s)")
-    if job.preview is not None:  # last before the run: nothing between can fail and leave it serving
-        names = ", ".join(storage.location(p).name for p in job.styles)
-        page = live_page.start(f"{storage.location(job.content).name} in the style of {names}",
-                               config.total_iterations, config, job.preview_host, job.preview, notify)
     try:
         result = stylize(content, styles, config=config, vgg=vgg, init_image=init_image, callback=progressed,
                          callback_every=every, mesh=mesh, evaluation=evaluation, content_mask=content_mask,
@@ -181,7 +214,6 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
         image = images.resize_to(latest["image"], *content.shape[:2])
         images.save_image(output, image)
         notify(f"stopped from the preview page at step {latest['step']}/{config.total_iterations}: saved {output}")
-        page.close("stopped")
         return StyleResult(image=image, loss_history=np.asarray([], np.float32), status="stopped",
                            steps=latest["step"], losses={}, seconds=0.0)
     except KeyboardInterrupt:
@@ -193,16 +225,4 @@ def run_single(job: SingleJob, *, vgg: VGG19 | None = None, on_progress: Callabl
             notify(f"interrupted at step {latest['step']}/{config.total_iterations}: saved the partial "
                    f"result to {output}")
         raise
-    finally:
-        if page is not None:
-            page.close("ended")
-    images.save_image(output, result.image)
-    if plot_path is not None:
-        names = ", ".join(storage.location(p).name for p in job.styles)
-        plot.plot_losses(plot_path, result.loss_history, result.term_history,
-                         title=f"{storage.location(job.content).name} in the style of {names}")
-    h, w = result.image.shape[:2]
-    if result.status != "done":
-        log(f"jaxstyle: warning: the loss became non-finite after {result.steps} steps; saved the last finite image")
-    log(f"wrote {output} ({w}x{h}, {result.steps} steps, {result.seconds:.1f} s, loss {result.losses['total']:.6g})")
     return result

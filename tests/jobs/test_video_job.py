@@ -1,5 +1,6 @@
 """The video job end to end on clips made here: audio kept, ranges, folders, resume, cuts, .flo
-files and bad inputs (random weights, 64x48 frames, a few steps)."""
+files and bad inputs (random weights, 64x48 frames, a few steps). The preview page: test_video_preview.py;
+resume: test_video_resume.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from jaxstyle.io import video as video_io
 from jaxstyle.io.flo import write_flo
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
 from tests.clips import FPS, RATE, decoded_audio, make_clip
-from tests.helpers import drive_preview, smooth_image
+from tests.helpers import smooth_image
 
 FAST = StyleConfig(iterations=3, style_weight=1e-1)
 VIDEO = VideoConfig(first_iterations=3)
@@ -204,21 +205,18 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, style, rando
         assert out.read_bytes() == b"keep me"
 
 
-def test_the_preview_page_watches_and_stops_a_video(tmp_path, style, random_vgg):
-    import threading
-
-    pytest.importorskip("starlette")
-    source = make_clip(tmp_path / "clip.mp4", n=6, audio=None)
+def test_a_clip_found_corrupt_while_decoding_leaves_no_work_folder(tmp_path, style, random_vgg, monkeypatch):
+    source = make_clip(tmp_path / "clip.mp4", n=4, audio=None)
     out = tmp_path / "out.mp4"
-    said, seen = [], {}
+    read_frames = video_io.read_frames
 
-    watcher = threading.Thread(target=drive_preview, args=(said, seen, lambda state: state["step"] >= 2,
-                                                         "/recent/0.png"), daemon=True)
-    watcher.start()
-    outcome = run_video(job(source, style, out, preview=0, config=StyleConfig(iterations=30, style_weight=1e-1)),
-                        vgg=random_vgg, notify=said.append)
-    watcher.join(10)
-    assert outcome.report["stopped"] and 2 <= outcome.report["frames_done"] < 6
-    assert seen["total"] == 6 and seen["label"].startswith("pass 1 frame") and seen["image"] == b"\x89PNG"
-    assert not out.exists() and len(list((work_folder(out) / "pass_0").glob("*.png"))) >= 2
-    assert any("stopped from the preview page" in m for m in said)
+    def truncated(*args, **kwargs):
+        for index, frame in read_frames(*args, **kwargs):
+            yield index, frame
+            raise ValueError(f"{source}: truncated or corrupt after frame {index}")
+
+    monkeypatch.setattr(video_io, "read_frames", truncated)
+    with pytest.raises(ValueError, match="truncated"):
+        run_video(job(source, style, out), vgg=random_vgg)
+    assert not work_folder(out).exists() and not out.exists()
+
