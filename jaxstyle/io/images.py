@@ -312,12 +312,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write float [H, W, 3] in [0, 1] as PNG/JPEG (8-bit) or TIFF (16-bit), by extension, atomically
-    (a URL: one upload of the whole file)."""
+def save_image(path: str | os.PathLike, image) -> None:
+    """Write an image as PNG/JPEG (8-bit) or TIFF (16-bit), by extension, atomically (a URL: one
+    upload of the whole file). image: float [H, W, 3] in [0, 1] (clipped), or any other kind
+    :func:`as_image` takes but a path (a uint8 or uint16 array, grey or with alpha, a PIL image)."""
+    if isinstance(image, str | os.PathLike):
+        raise ValueError(f"{path}: expected the image to save as an array or a PIL image, got the path {image!r}")
     path = storage.location(path)
     fmt = output_format(path) if isinstance(path, Url) else check_output_path(path)
-    image = np.asarray(image)
+    array = None if isinstance(image, Image.Image) else np.asarray(image)
+    if array is None or not np.issubdtype(array.dtype, np.floating) or array.ndim != 3 or array.shape[-1] != 3:
+        array = as_image(image, "image to save")
+    image = array
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an image float [H, W, 3], got shape {image.shape}")
     if fmt == "TIFF":

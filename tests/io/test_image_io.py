@@ -90,7 +90,7 @@ def test_save_round_trip_and_atomicity(tmp_path):
     save_image(tmp_path / "o.png", a)
     np.testing.assert_allclose(load_image(tmp_path / "o.png"), a, atol=0.5 / 255 + 1e-6)
     (tmp_path / "keep.png").write_bytes(b"old")
-    with pytest.raises(ValueError, match=r"expected an image float \[H, W, 3\]"):
+    with pytest.raises(ValueError, match=r"expected image to save as \[H, W\].*got shape \(2, 2, 5\)"):
         save_image(tmp_path / "keep.png", np.zeros((2, 2, 5)))
 
     def interrupted(f):
@@ -165,3 +165,19 @@ def test_anything_else_is_one_error_naming_the_argument(value, got):
         check_image_kind(np.zeros((3, 8, 8), np.uint8), "frame 3")
     with pytest.raises(ImageError, match="nope.png: no such file"):
         check_image_kind("nope.png", "frame 0")
+
+
+def test_save_image_takes_what_the_api_takes_not_only_floats(tmp_path):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    save_image(tmp_path / "u8.png", pixels)  # was clipped to [0, 1] as floats: an all-white file
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "u8.png")), pixels)
+    save_image(tmp_path / "pil.png", Image.fromarray(pixels))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "pil.png")), pixels)
+    deep = rng.integers(0, 65536, (6, 7, 3), dtype=np.uint16)
+    save_image(tmp_path / "u16.tif", deep)
+    assert np.array_equal(load_image(tmp_path / "u16.tif"), as_image(deep, "x"))
+    save_image(tmp_path / "grey.png", pixels[..., 0])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "grey.png"))[..., 1], pixels[..., 0])
+    with pytest.raises(ValueError, match="expected the image to save as an array or a PIL image"):
+        save_image(tmp_path / "p.png", str(tmp_path / "u8.png"))
