@@ -324,8 +324,6 @@ def save_image(path: str | os.PathLike, image) -> None:
     if array is None or not np.issubdtype(array.dtype, np.floating) or array.ndim != 3 or array.shape[-1] != 3:
         array = as_image(image, "image to save")
     image = array
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an image float [H, W, 3], got shape {image.shape}")
     if fmt == "TIFF":
         import tifffile
 
