@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,6 +33,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left beside ``path`` (``.NAME.*.part``): a
+    writer killed outright (SIGKILL, power loss) cannot remove its own. Only for a caller that is
+    the one writer of ``path`` (e.g. under a claim): another writer's file in progress would go too.
+    Returns the files removed."""
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:

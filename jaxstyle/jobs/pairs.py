@@ -33,7 +33,7 @@ from cachetools import LRUCache
 
 from jaxstyle.config import StyleConfig, optimizer_name
 from jaxstyle.engine.batch import bucket_shape, stylize_batch
-from jaxstyle.io import storage
+from jaxstyle.io import files, storage
 from jaxstyle.io.images import OUTPUT_FORMATS, image_size, load_image, resize_mask_to, resize_to, save_image
 from jaxstyle.io.plot import plot_losses
 from jaxstyle.io.storage import Location
@@ -148,6 +148,8 @@ def run_pairs(pairs: list[Pair], *, config: StyleConfig, vgg: VGG19, size: int, 
                                 claims.release(pair.output)
                                 finish(pair, "skipped", reason="written by another run")
                             else:
+                                if isinstance(pair.output, Path):  # ours now: what a killed writer left goes
+                                    files.remove_temporaries(pair.output)
                                 batch.append(pair)
                         if not batch:
                             continue

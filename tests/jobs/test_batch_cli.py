@@ -68,6 +68,18 @@ def test_folders_every_pair(env, folder, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
 
 
+def test_what_a_killed_writer_left_goes_when_its_pair_is_run_again(env, folder):
+    out = folder / "out"
+    out.mkdir()
+    stale = out / ".a__x.png.k1ll3d.part"  # a process killed outright while writing a__x.png
+    stale.write_bytes(b"half an image")
+    other = out / ".keep.png.abc.part"  # not an output of this run: left alone
+    other.write_bytes(b"someone else's")
+    assert main(["batch", "--contents", str(folder / "photos"), "--styles", str(folder / "art"),
+                 "--out-dir", str(out), *FAST]) == 0
+    assert not stale.exists() and other.exists() and (out / "a__x.png").exists()
+
+
 def test_manifest_with_bad_pairs_finishes_the_rest(env, folder, capsys):
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (folder / "pairs.csv").write_text("content,style,output,content_weight,style_weight,seed\n"
@@ -304,7 +316,9 @@ def test_a_dead_process_stops_the_others_within_seconds_and_a_rerun_resumes(env,
     else:  # JAX itself ends the others at once when the coordinator goes (its fatal error; not catchable)
         assert survivor.returncode != 0 and "another task died" in err, err[-3000:]
     procs[victim].communicate()
-    assert not list(out.glob(".*.part"))
+    # the survivor leaves nothing half-written; the killed process may have been writing one output (SIGKILL: it
+    # cannot clean up), which the rerun removes when it takes that pair
+    assert len(list(out.glob(".*.part"))) <= 1
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     coordinator = f"127.0.0.1:{free_port()}"
     procs = [start(0), start(1)]
@@ -312,5 +326,6 @@ def test_a_dead_process_stops_the_others_within_seconds_and_a_rerun_resumes(env,
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
     rep = report(out)
+    assert not list(out.glob(".*.part"))
     assert rep["summary"]["done"] + rep["summary"]["skipped"] == 6 and rep["summary"]["skipped"] == len(kept)
     assert all(p.stat().st_mtime_ns == kept[p.name] for p in out.glob("*.png") if p.name in kept)
