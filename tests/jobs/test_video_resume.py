@@ -114,10 +114,13 @@ def test_a_file_whose_content_changed_refuses_to_resume_and_says_what_overwrite_
     message = str(exc.value)
     assert "\n" not in message
     assert str(work) in message and "holds 1 finished frame" in message, message
-    assert "--overwrite to discard them" in message and "run the original command to resume" in message, message
-    named = {"style image": "style image painting.png changed", "style mask": "style mask mask.png changed",
-             "flow file": ".flo files", "network": "network"}[change]
-    assert named in message, message
+    assert message.endswith("or pass --overwrite to discard the 1 finished frame"), message
+    named, remedy = {"style image": ("style image painting.png changed", "restore painting.png"),
+                     "style mask": ("style mask mask.png changed", "restore mask.png"),
+                     "flow file": (".flo files", "restore the .flo files"),
+                     "network": ("the network's weights changed", "restore the network's weights")}[change]
+    assert named in message and f"; {remedy} to resume, or pass" in message, message
+    assert "original command" not in message, message  # the command is the same: a file changed
     assert sorted(work.rglob("frame_*.png")) == finished  # nothing discarded
     said = []
     run_video(job(source, style, out, overwrite=True, **options), vgg=vgg, notify=said.append)
