@@ -1,5 +1,6 @@
 """Tiny clips made with PyAV for the tests: a moving square over grey quadrants, a sine tone; frames
-at any times (variable rate, dropped frames); field-coded H.264 written by hand (I_PCM macroblocks)."""
+at any times (variable rate, dropped frames); field-coded H.264 written by hand (I_PCM macroblocks); a
+file cut inside a frame; how many frames each walk over a video decodes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ av = __import__("pytest").importorskip("av")
 
 FPS = Fraction(24)
 RATE = 48000
+# 30 fps, frozen for 1 s after frame 14: 30 frames over 2 s ("30 frames, but its header implies 60").
+FREEZE = list(range(15)) + list(range(45, 60))
 
 
 def pattern(i: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -61,6 +64,38 @@ def make_clip(path, n=12, h=48, w=64, *, codec="libx264", pix_fmt="yuv420p", fps
 def decoded_audio(path) -> np.ndarray:
     with av.open(str(path)) as c:
         return np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+
+
+def cut_inside(whole, folder, frame: int):
+    """``whole`` cut inside the packet of video frame ``frame`` (its index, if in front, kept), as
+    ``folder / half.SUFFIX``."""
+    with av.open(str(whole)) as c:
+        cut = [p.pos for p in c.demux(video=0) if p.size][frame] + 5
+    half = folder / f"half{whole.suffix}"
+    half.write_bytes(whole.read_bytes()[:cut])
+    return half
+
+
+def watch_walks(monkeypatch, limit: int | None = None) -> list[int]:
+    """How many frames each walk over a video's decoded frames yields (``FrameWalk``: probe, probe_header,
+    read_frames), one entry a walk, as they go; with ``limit``, an AssertionError at a walk's frame
+    ``limit + 1`` (nothing read that a check should have come before)."""
+    from jaxstyle.io.video.decode import FrameWalk
+
+    walks: list[int] = []
+    iterate = FrameWalk.__iter__
+
+    def counted(walk):
+        walks.append(0)
+        k = len(walks) - 1
+        for frame in iterate(walk):
+            if limit is not None and walks[k] >= limit:
+                raise AssertionError(f"a walk decoded more than {limit} frame(s) of {walk.path}")
+            walks[k] += 1
+            yield frame
+
+    monkeypatch.setattr(FrameWalk, "__iter__", counted)
+    return walks
 
 
 def one_line_naming(exc_info, path) -> None:

@@ -1,9 +1,12 @@
 """A video, file in and file out: what ``jaxstyle video`` does, usable from Python.
 
-Everything is checked first: the input (a video stream, or a folder of frames), the frame range,
-the style images, the output (a video file by its suffix, or a folder of PNGs; never an input,
-never overwritten unless asked), the report, the ``.flo`` files and the preview page (started
-before anything is read). Then:
+Everything that can be checked from the input's header (its container and first frame,
+:func:`jaxstyle.io.video.probe_header`) is checked first: the input (a video stream, or a folder of
+frames), the style images, the output (a video file by its suffix, or a folder of PNGs; never an
+input, never overwritten unless asked, saying which finished frames ``overwrite`` can discard), the
+report, the working size against memory, and then the preview page starts. Then the frames are
+counted and timed (:func:`jaxstyle.io.video.probe`: to the range's end, or to the last frame and
+checked for truncation when the range is open), which checks the range and the ``.flo`` files, and:
 
 1. The frames of the range are decoded once, at the working size, into a work folder beside the
    output (``<output>.jaxstyle-work``, :mod:`jaxstyle.jobs.video_work`), as ``input/frame_NNNNN.npy``.
@@ -124,23 +127,19 @@ def _local(path: str, what: str) -> Path:
     return Path(path).expanduser()
 
 
-def _check(job: VideoJob):
-    """(input, output, report path, info, end) of the job, checked."""
+def _check(job: VideoJob) -> tuple[Path, Path, Path | None, video_io.VideoHeader]:
+    """(input, output, report path, the input's header) of the job, checked from the header."""
     if not job.styles:
         raise ValueError("expected at least one style image, got none")
     source = _local(job.input, "the input").resolve()
     output = _local(job.output, "the output").resolve()
     if job.flow == "dis":
         require_opencv()
-    info = video_io.probe(source)
-    start, end = job.start, info.frames if job.end is None else job.end
-    if start < 0 or (job.end is not None and end <= start):
-        raise ValueError(f"--frames: expected 0 <= START < END, got {start}:{job.end}")
-    if start >= info.frames:
-        raise ValueError(f"{source}: has {info.frames} frame(s); --frames starts at {start}")
-    end = min(end, info.frames)
+    header = video_io.probe_header(source)
+    if job.start < 0 or (job.end is not None and job.end <= job.start):
+        raise ValueError(f"--frames: expected 0 <= START < END, got {job.start}:{job.end}")
     video_out = video_io.is_video_output(output)
-    if video_out and info.fps is None and job.fps is None:
+    if video_out and header.fps is None and job.fps is None:
         raise ValueError(f"{source}: a folder of frames has no frame rate: pass --fps for a video output")
     if not 0 <= job.crf <= 51:
         raise ValueError(f"--crf: expected 0 (best) .. 51, got {job.crf}")
@@ -154,7 +153,7 @@ def _check(job: VideoJob):
         if not video_out and Path(named).expanduser().resolve().is_relative_to(output):
             raise ValueError(f"{output}: the output folder holds the input {named}")
     if output.exists() and not job.overwrite:
-        raise ValueError(f"{output}: already exists (pass --overwrite to replace it)")
+        raise _exists(output, output)
     if output.is_dir() and (video_out or any(not is_frame_file(p) for p in output.iterdir())):
         raise ValueError(f"{output}: a folder with other files than frame_NNNNN.png; not replaced")
     if not output.parent.is_dir():
@@ -165,7 +164,7 @@ def _check(job: VideoJob):
         if report.suffix.lower() != ".json":
             raise ValueError(f"{job.report}: --report writes a .json file")
         if report.exists() and not job.overwrite:
-            raise ValueError(f"{report}: already exists (pass --overwrite to replace it)")
+            raise _exists(report, output)
         if not report.parent.is_dir():
             raise ValueError(f"{report.parent}: no such folder for the report")
     if job.style_masks is not None and len(job.style_masks) != len(job.styles):
@@ -184,7 +183,17 @@ def _check(job: VideoJob):
     if job.video.mode == "parallel" and job.video.relative_frames != (1,):
         raise ValueError("--long-term applies to the sequential mode (the parallel mode couples neighbours)")
     job.config.blend_weights(len(job.styles))
-    return source, output, report, info, end
+    return source, output, report, header
+
+
+def _exists(path: Path, output: Path) -> ValueError:
+    """The refusal of an output or report that exists, saying which finished frames ``--overwrite`` can
+    discard: those beside the output, unless this command's settings are the ones that made them."""
+    work = work_folder(output)
+    done = finished_frames(work)
+    held = f"{done} finished frame{'' if done == 1 else 's'} in {work}"
+    also = f"; it also discards the {held} if they were made with other settings than this command's" if done else ""
+    return ValueError(f"{path}: already exists (pass --overwrite to replace it{also})")
 
 
 def _batch(job: VideoJob) -> int:
@@ -198,16 +207,27 @@ def _batch(job: VideoJob) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
-    """A checked job: its files, the input's description, the range's end, the working size (height,
-    width), the flows the run asks for and the ``.flo`` files they come from (None: computed)."""
+    """A job checked from the input's header: its files and the working size (height, width)."""
 
     source: Path
     output: Path
     report: Path | None
+    shape: tuple[int, int]
+
+    @property
+    def work(self) -> Path:
+        return work_folder(self.output)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    """The frames of a planned job, once counted: the input's description (to the range's end, or
+    whole), the range [start, end), the flows the run asks for and the ``.flo`` files they come from
+    (None: computed)."""
+
     info: video_io.VideoInfo
     start: int
     end: int
-    shape: tuple[int, int]
     needed: list[tuple[int, int]]
     flo: list[Path] | None
 
@@ -215,24 +235,31 @@ class _Plan:
     def count(self) -> int:
         return self.end - self.start
 
-    @property
-    def work(self) -> Path:
-        return work_folder(self.output)
-
 
 def _plan(job: VideoJob) -> _Plan:
-    """Everything about ``job`` that can be checked before a frame is decoded or an image loaded."""
-    source, output, report, info, end = _check(job)
-    shape = video_io.fitted_video_shape(info.height, info.width, job.size)
+    """Everything about ``job`` that can be checked before a frame is decoded beyond the input's first
+    or an image loaded: whatever can refuse the run without counting its frames."""
+    source, output, report, header = _check(job)
+    shape = video_io.fitted_video_shape(header.height, header.width, job.size)
     style_size = job.style_size or job.size
     style_shapes = [images.fitted_shape(*images.image_size(p), style_size) for p in job.styles]
     check_stage_sizes(*shape, style_shapes, job.config, content_name=f"{source}: frames",
                       style_names=[f"{path}: style image" for path in job.styles])
     memory.check_fits(*shape, job.config, f"{source} (frames)", batch=_batch(job))
+    return _Plan(source, output, report, shape)
+
+
+def _range(job: VideoJob, plan: _Plan) -> _Range:
+    """The frames of the range, counted and timed as far as its end (all of them, and the file checked
+    for truncation, when it is open); the ``.flo`` files it needs."""
+    info = video_io.probe(plan.source, until=job.end)
+    if job.start >= info.frames:
+        raise ValueError(f"{plan.source}: has {info.frames} frame(s); --frames starts at {job.start}")
+    end = info.frames if job.end is None else min(job.end, info.frames)
     video = job.video
     needed = needed_flows(end - job.start, video.relative_frames, video.passes, video.mode == "parallel")
     flo = None if job.flow == "dis" else flo_files(job.flow, needed, job.start)
-    return _Plan(source, output, report, info, job.start, end, shape, needed, flo)
+    return _Range(info, job.start, end, needed, flo)
 
 
 def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], None] = lambda message: None,
@@ -249,27 +276,31 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
     the leader prepares the work folder, decodes the frames and, once every process is done with
     the work folder, assembles the output and removes it."""
     config, video = job.config, job.video
-    plan = _plan(job)
-    total = plan.count * video.passes
+    plan = _plan(job)  # from the input's header: its frames are not counted yet
     page = None
-    if job.preview is not None and leader:  # before anything is read or made: a page that cannot start leaves nothing
+    if job.preview is not None and leader:  # before the frames are counted: a page that cannot start leaves nothing
         names = ", ".join(Path(p).name for p in job.styles)
-        page = live_page.start(f"{plan.source.name} in the style of {names}", total, config, job.preview_host,
+        page = live_page.start(f"{plan.source.name} in the style of {names}", 0, config, job.preview_host,
                                job.preview, notify)
-    watch = _Watch(page, total, plan.output, on_frame)
+        page.live.report(0, label=f"counting the frames of {plan.source.name}")
+    watch = _Watch(page, 0, plan.output, on_frame)
     made, status = leader and not plan.work.exists(), "failed"
     try:
+        span = _range(job, plan)
+        watch.total = span.count * video.passes
+        if page is not None:
+            page.live.report(0, total=watch.total, label=f"preparing {span.count} frames")
         digest = input_digest(plan.source)
         styles, masks = _styles(job)
         if vgg is None:
             vgg = load_network(job.weights, pooling=job.pooling, preprocessing=job.preprocessing, log=notify)
         if leader:  # in a multi-host run the leader prepares the shared work folder, the others wait for it
-            _prepare(job, plan, digest, styles, masks, vgg, log, notify)
+            _prepare(job, plan, span, digest, styles, masks, vgg, log, notify)
         barrier("prepared")
-        frames = WorkFrames(plan.work / "input", plan.count)
-        flows = _flows(job, plan, frames, digest)
+        frames = WorkFrames(plan.work / "input", span.count)
+        flows = _flows(job, plan, span.start, frames, digest)
         try:
-            flows.prefetch(plan.needed)
+            flows.prefetch(span.needed)
             store = DiskStore(plan.work)
             begin = time.perf_counter()
             result = stylize_video(frames, styles, vgg=vgg, flow=flows, config=config, video=video, store=store,
@@ -284,10 +315,10 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
             barrier("finished")  # every process is done with the work folder (the cuts read its frames)
             if not leader:
                 return VideoOutcome(result.records, result.cuts, {}, plan.output)
-            report = video_report(job, result, frames, flows, store, plan.info, plan.shape, seconds)
+            report = video_report(job, result, frames, flows, store, span.info, plan.shape, seconds)
         finally:
             flows.close()
-        _assemble(job, plan, [store.path(video.passes - 1, i) for i in range(plan.count)])
+        _assemble(job, plan, span, [store.path(video.passes - 1, i) for i in range(span.count)])
         if page is not None:
             report["steering"] = page.changes
         if plan.report is not None:
@@ -311,7 +342,7 @@ def run_video(job: VideoJob, *, vgg: VGG19 | None = None, log: Callable[[str], N
     shutil.rmtree(plan.work, ignore_errors=True)
     height, width = plan.shape
     pace = speed(result.records, video.passes, seconds)
-    log(f"wrote {plan.output} ({plan.count} frames, {width}x{height}; {pace.said()}; "
+    log(f"wrote {plan.output} ({span.count} frames, {width}x{height}; {pace.said()}; "
         f"warping error {report['warping_error']['output']:.5f}, input {report['warping_error']['input']:.5f})")
     return VideoOutcome(result.records, result.cuts, report, plan.output)
 
@@ -326,40 +357,41 @@ def _styles(job: VideoJob) -> tuple[list, list | None]:
                     for path, style in zip(job.style_masks, styles)]
 
 
-def _prepare(job: VideoJob, plan: _Plan, digest: str, styles, masks, vgg: VGG19, log, notify) -> None:
+def _prepare(job: VideoJob, plan: _Plan, span: _Range, digest: str, styles, masks, vgg: VGG19, log,
+             notify) -> None:
     """The work folder, new or resumed (what made its frames must be what makes them now), with the
     range's frames decoded."""
     settings = video_settings(input=digest, styles=styles, masks=masks, vgg=vgg,
-                              flo=None if plan.flo is None else files_digest(plan.flo), config=job.config,
+                              flo=None if span.flo is None else files_digest(span.flo), config=job.config,
                               video=job.video, shape=plan.shape, style_size=job.style_size or job.size,
-                              frames=(plan.start, plan.end), flow=job.flow, dis_preset=job.dis_preset)
+                              frames=(span.start, span.end), flow=job.flow, dis_preset=job.dis_preset)
     names = {"input": [job.input], "style images": list(job.styles), "style masks": list(job.style_masks or ())}
     prepare(plan.work, settings, overwrite=job.overwrite, names=names, notify=notify)
-    decode(plan.source, plan.work / "input", job.size, plan.shape, plan.start, plan.end, log)
+    decode(plan.source, plan.work / "input", job.size, plan.shape, span.start, span.end, log)
 
 
-def _flows(job: VideoJob, plan: _Plan, frames: WorkFrames, digest: str) -> FlowProvider:
+def _flows(job: VideoJob, plan: _Plan, start: int, frames: WorkFrames, digest: str) -> FlowProvider:
     if job.flow != "dis":
-        return FlowProvider(RawFrames(frames), pattern=job.flow, offset=plan.start)
+        return FlowProvider(RawFrames(frames), pattern=job.flow, offset=start)
     height, width = plan.shape
-    return FlowProvider(RawFrames(frames), compute=DISFlow(job.dis_preset), offset=plan.start,
+    return FlowProvider(RawFrames(frames), compute=DISFlow(job.dis_preset), offset=start,
                         cache=cache_dir() / "flow" / f"{digest}-{height}x{width}-dis-{job.dis_preset}")
 
 
-def _assemble(job: VideoJob, plan: _Plan, outputs: list[Path]) -> None:
+def _assemble(job: VideoJob, plan: _Plan, span: _Range, outputs: list[Path]) -> None:
     """The output from the last pass's frames: a folder of PNGs, or a video whose frames keep their
     input frames' times (a folder input's: ``fps``) with the sound of the range's time span."""
     if not video_io.is_video_output(plan.output):
         write_folder(plan.output, outputs, job.overwrite)
         return
-    info, start, end = plan.info, plan.start, plan.end
+    info, start, end = span.info, span.start, span.end
     fps = info.fps if info.fps is not None else job.fps
     times, stop = info.timestamps, None
     if times is not None:  # the range shows from its first frame's time until the next frame's (or the end)
         stop = times[end] if end < info.frames else info.end_s
         times = times[start:end]
     audio = plan.source if (info.has_audio and plan.source.is_file()) else None
-    whole = start == 0 and end == info.frames  # the whole track: copied as it is
+    whole = start == 0 and end == info.frames and info.complete  # the whole track: copied as it is
     video_io.write_video(plan.output, outputs, fps, timestamps=times, end_s=stop, audio_from=audio,
                          audio_start_s=0.0 if times is None else float(times[0]),
                          audio_end_s=None if whole or stop is None else float(stop), crf=job.crf)

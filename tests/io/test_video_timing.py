@@ -120,3 +120,14 @@ def test_timestamps_are_checked(tmp_path):
     assert out.read_bytes() == b"an earlier result"
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
     assert video.write_video(out, frames, 24, timestamps=(0, 0.5, 0.75)) == 3
+
+
+def test_times_out_of_order_are_sorted_and_none_are_made_up_to_judge_by():
+    from jaxstyle.io.video import timing
+
+    # AVI with B-frames: times in decode order; the frames come in presentation order.
+    assert timing.frame_timestamps([1.0, 1.5, 1.2, 1.3], Fraction(10)) == pytest.approx((0, 0.2, 0.3, 0.5))
+    assert timing.measured_timestamps([1.0, 1.5, 1.2, 1.3]) == pytest.approx((0, 0.2, 0.3, 0.5))
+    for times in ([0.0, None, 0.2], [0.0, 0.1, 0.1], []):  # made up (k / fps) where needed, never measured
+        assert timing.measured_timestamps(times) is None
+    assert timing.frame_timestamps([0.0, 0.1, 0.1], Fraction(10)) == pytest.approx((0, 0.1, 0.2))

@@ -1,9 +1,11 @@
-"""The preview page of a job: a page that cannot start (a busy port, the extra not installed) stops
-the job before anything is decoded or created; Stop on a video's page keeps its frames to resume and
-says so in the outcome (random weights, 64x48 frames, a few steps)."""
+"""The preview page of a job: a page that cannot start (a busy port, the extra not installed), like a
+size that does not fit in memory, stops the job before anything is decoded (a video: beyond its first
+frame, the header's look) or created; Stop on a video's page keeps its frames to resume and says so in
+the outcome (random weights, 64x48 frames, a few steps)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import threading
@@ -19,7 +21,7 @@ from jaxstyle.jobs import batch as batch_job
 from jaxstyle.jobs import live as live_page
 from jaxstyle.jobs import single as single_job
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
-from tests.clips import make_clip
+from tests.clips import make_clip, watch_walks
 from tests.helpers import drive_preview, smooth_image
 
 pytest.importorskip("starlette")
@@ -47,10 +49,12 @@ def busy_port():
 
 @pytest.fixture()
 def nothing_read(monkeypatch):
-    """Fails the test if a frame is decoded, an image loaded or the network loaded."""
+    """Fails the test if a video's frames are walked beyond the first (counted, decoded), an image
+    loaded or the network loaded."""
     def refuse(*args, **kwargs):
         raise AssertionError("decoded or loaded before the page was started")
 
+    watch_walks(monkeypatch, limit=1)
     monkeypatch.setattr(video_io, "read_frames", refuse)
     monkeypatch.setattr(images, "load_image", refuse)
     for module in (single_job, batch_job):
@@ -71,7 +75,7 @@ def files(tmp_path) -> dict:
 @pytest.mark.parametrize("kind", ["video", "stylize", "batch"])
 def test_a_page_that_cannot_start_stops_the_job_before_anything_is_read_or_made(
         tmp_path, style, random_vgg, monkeypatch, busy_port, nothing_read, why, kind):
-    source = make_clip(tmp_path / "clip.mp4", n=3, audio=None)
+    source = make_clip(tmp_path / "clip.mp4", n=12, audio=None)
     port = busy_port
     if why == "no extra":
         monkeypatch.setitem(sys.modules, "starlette", None)  # as if not installed
@@ -90,6 +94,17 @@ def test_a_page_that_cannot_start_stops_the_job_before_anything_is_read_or_made(
     message = str(exc.value)
     assert "\n" not in message and ("cannot listen" if why == "busy port" else "pip install") in message, message
     assert files(tmp_path) == before  # no work folder, no output folder, no cache
+
+
+@pytest.mark.parametrize("end", [None, 6])
+def test_a_size_that_does_not_fit_is_refused_before_the_frames_are_walked(tmp_path, style, random_vgg, nothing_read,
+                                                                         end):
+    source = make_clip(tmp_path / "clip.mp4", n=12, audio=None)
+    before = files(tmp_path)
+    with pytest.raises(ValueError, match="memory") as exc:
+        run_video(dataclasses.replace(job(source, style, tmp_path / "out.mp4", preview=0, end=end), size=12000),
+                  vgg=random_vgg)
+    assert "\n" not in str(exc.value) and files(tmp_path) == before
 
 
 def test_stop_on_the_page_keeps_the_frames_and_says_the_run_stopped(tmp_path, style, random_vgg, monkeypatch):

@@ -25,9 +25,10 @@ file is read or written; frame folders need only Pillow. Paths are local (no URL
 :func:`write_frame_png` and :func:`read_frame_png`, which go through :mod:`jaxstyle.io.storage`.
 
 Modules: ``container`` (opening a file, its stream, rate and stated length), ``probe``
-(:class:`VideoInfo`), ``decode`` (frames, display matrix, pixel formats, :func:`read_frames`),
-``timing`` (frame times, pure), ``encode`` (:func:`write_video`), ``audio`` (audio copied or cut),
-``folders`` (frame folders and PNG frames), ``shapes`` (:func:`fitted_video_shape`).
+(:class:`VideoHeader` from the container and the first frame, :class:`VideoInfo` from the frames
+walked), ``decode`` (frames, display matrix, pixel formats, :func:`read_frames`), ``timing`` (frame
+times, pure), ``encode`` (:func:`write_video`), ``audio`` (audio copied or cut), ``folders`` (frame
+folders and PNG frames), ``shapes`` (:func:`fitted_video_shape`).
 """
 
 from jaxstyle.io.video.container import VIDEO_EXTRA, require_video
@@ -42,11 +43,11 @@ from jaxstyle.io.video.folders import (
     read_frame_png,
     write_frame_png,
 )
-from jaxstyle.io.video.probe import VideoInfo, probe
+from jaxstyle.io.video.probe import REORDER_FRAMES, VideoHeader, VideoInfo, probe, probe_header
 from jaxstyle.io.video.shapes import fitted_video_shape
 
 __all__ = [
-    "DEFAULT_CRF", "FRAME_PNG", "FRAME_SUFFIXES", "VIDEO_EXTRA", "VIDEO_FORMATS", "VideoInfo", "fitted_video_shape",
-    "frame_files", "frame_png_path", "is_video_output", "load_frame_image", "probe", "read_frame_png", "read_frames",
-    "require_video", "write_frame_png", "write_video",
+    "DEFAULT_CRF", "FRAME_PNG", "FRAME_SUFFIXES", "REORDER_FRAMES", "VIDEO_EXTRA", "VIDEO_FORMATS", "VideoHeader",
+    "VideoInfo", "fitted_video_shape", "frame_files", "frame_png_path", "is_video_output", "load_frame_image", "probe",
+    "probe_header", "read_frame_png", "read_frames", "require_video", "write_frame_png", "write_video",
 ]

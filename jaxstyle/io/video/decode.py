@@ -91,9 +91,10 @@ def to_rgb(frame) -> np.ndarray:
 
 
 class FrameWalk:
-    """One pass over the decoded frames of a video stream, in presentation order (iterate it once),
-    noting each frame's time. After a whole pass, :meth:`check_complete` tells a truncated file and
-    :meth:`timestamps` / :meth:`end_s` give :class:`~jaxstyle.io.video.VideoInfo`'s."""
+    """One pass over the decoded frames of a video stream, in presentation order (iterate it once, as
+    far as needed), noting each frame's time. :meth:`timestamps` / :meth:`end_s` give
+    :class:`~jaxstyle.io.video.VideoInfo`'s for the frames walked; after a whole pass,
+    :meth:`check_complete` tells a truncated file (a pass stopped early: :meth:`check_failure`)."""
 
     def __init__(self, container, stream, path: Path):
         self.container, self.stream, self.path = container, stream, path
@@ -130,36 +131,40 @@ class FrameWalk:
         return timing.frame_timestamps(self._times, self.fps)
 
     def _stated(self) -> float | None:
-        """The header's end of the stream, relative to the first frame."""
+        """The header's end of the stream, relative to the first frame (the earliest time)."""
         stated = stated_end(self.container, self.stream)
         if stated is None or not self._times:
             return None
-        first = self._times[0]
-        if first is None:
-            stream = self.stream
-            first = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        return stated - first
+        known = [t for t in self._times if t is not None]
+        if known:
+            return stated - min(known)
+        stream = self.stream
+        return stated - (float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0)
 
     def end_s(self) -> float | None:
         """When the last frame stops showing, relative to the first (:func:`timing.shown_until`)."""
         stamps = self.timestamps()
         return None if stamps is None else timing.shown_until(stamps, self._durations, self.fps, self._stated())
 
-    def check_complete(self) -> None:
-        """One-line ValueError for a failure while decoding, or a whole pass that found fewer frames
-        than an MP4/MOV header lists, or frames that end before the header's end by more than
-        rounding explains (other containers)."""
-        path = self.path
+    def check_failure(self) -> None:
+        """One-line ValueError for a failure while demuxing or decoding (so far)."""
         if self.failure is not None:
-            raise ValueError(f"{path}: truncated or corrupt video: decoding failed after {self.frames} frames "
+            raise ValueError(f"{self.path}: truncated or corrupt video: decoding failed after {self.frames} frames "
                              f"({error_detail(self.failure)})")
+
+    def check_complete(self) -> None:
+        """After a whole pass, one-line ValueError for a failure while decoding, fewer frames than an
+        MP4/MOV header lists, or frames that end before the header's end by more than rounding explains
+        (other containers; judged only on the frames' own times, never on times made up for them)."""
+        self.check_failure()
+        path = self.path
         listed = listed_frames(self.container, self.stream)
         if listed is not None:
             if self.packets < listed:
                 raise ValueError(f"{path}: truncated or corrupt video: {self.packets} frames, but its header "
                                  f"lists {listed}")
             return
-        stamps, stated = self.timestamps(), self._stated()
+        stamps, stated = timing.measured_timestamps(self._times), self._stated()
         if stamps and timing.missing_time(stamps, self._durations, self.fps, stated) > 0:
             end = timing.frames_end(stamps, self._durations, self.fps)
             raise ValueError(f"{path}: truncated or corrupt video: its {self.frames} frames end at {end:.3f} s, "
@@ -175,9 +180,10 @@ def read_frames(path: str | os.PathLike, size: int | None, *, start: int = 0,
     Frame ``index`` shows at ``VideoInfo.timestamps[index]``.
 
     A video is decoded from its start (frames before ``start`` are decoded but not converted; exact
-    indices, no seeking). A corrupt or truncated file yields the frames that decode and then raises a
-    one-line ValueError naming the file, as does a video with fewer frames than ``end`` or, read to
-    its end, one that ends before its header says (:class:`FrameWalk`). The arguments, the file's
+    indices, no seeking), and only as far as ``end``. A corrupt or truncated file yields the frames that
+    decode and then raises a one-line ValueError naming the file, as does a video with fewer frames than
+    ``end`` or, read to its end (``end=None``), one that ends before its header says (:class:`FrameWalk`);
+    a file cut after ``end`` is not noticed. The arguments, the file's
     existence and, for a folder, its frames' sizes are checked when this is called; a video's
     contents as it is read."""
     _check_range(start, end)

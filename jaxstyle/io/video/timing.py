@@ -15,12 +15,27 @@ from fractions import Fraction
 _EPS = 1e-6  # s: float noise in times read from integer ticks
 
 
+def measured_timestamps(times: Sequence[float | None]) -> tuple[float, ...] | None:
+    """Each frame's time relative to the first (the first 0.0) from the decoded frames' own times, or
+    None where a frame has none or two share one. A decoder gives frames in presentation order, so the
+    k-th frame shows at the k-th earliest time: times that do not increase are sorted (AVI keeps one
+    time a packet, in decode order: with B-frames FFmpeg's frame times come out shuffled, 1, 3, 4, 2...;
+    sorted, a frame decoded across a gap of dropped frames can land on the wrong side of it)."""
+    if not times or any(t is None for t in times):
+        return None
+    ordered = sorted(times)
+    if any(b <= a for a, b in zip(ordered, ordered[1:])):
+        return None
+    return tuple(t - ordered[0] for t in ordered)
+
+
 def frame_timestamps(times: Sequence[float | None], fps: Fraction | None) -> tuple[float, ...] | None:
-    """Each frame's time relative to the first (the first 0.0) from the decoded frames' times, in the
-    order decoded (presentation order). Where a frame has no time or the times do not strictly
-    increase (a raw stream, a broken muxer): ``k / fps``; None then if there is no rate either."""
-    if times and all(t is not None for t in times) and all(b > a for a, b in zip(times, times[1:])):
-        return tuple(t - times[0] for t in times)
+    """Each frame's time relative to the first, in the order decoded (presentation order):
+    :func:`measured_timestamps`, else (a raw stream, a broken muxer) ``k / fps``, made up, which no
+    check judges a file by; None then if there is no rate either."""
+    measured = measured_timestamps(times)
+    if measured is not None:
+        return measured
     if not times or not fps:
         return None
     return tuple(float(k / fps) for k in range(len(times)))
