@@ -13,6 +13,7 @@ from jaxstyle.cli.interrupts import stop_if_interrupted
 from jaxstyle.config import VideoConfig
 from jaxstyle.jobs import distributed
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
+from jaxstyle.jobs.video_work import finished_frames
 
 PARALLEL_PASSES = 4
 VIDEO_SIZE = 512
@@ -33,9 +34,10 @@ def run(args) -> int:
     except KeyboardInterrupt:
         progress.close()
         work = work_folder(Path(job.output).expanduser())
-        if work.is_dir():
-            common.notify(f"interrupted: the finished frames are kept in {work}; run the same command again to "
-                          f"resume")
+        done = finished_frames(work) if work.is_dir() else 0
+        if done:
+            common.notify(f"interrupted: {done} finished frame(s) are kept in {work}; run the same command again "
+                          f"to resume")
         raise
     finally:
         progress.close()

@@ -51,8 +51,9 @@ class Speed:
     def said(self) -> str:
         """For the log: "3 computed in 1.2 s, 2.50 frames/s, 2 resumed" (frame passes with several)."""
         what = "" if self.passes == 1 else " frame passes"
-        return (f"{self.computed}{what} computed in {self.seconds:.1f} s, {self.per_second:.2f} frames/s, "
-                f"{self.resumed} resumed")
+        pace = (f"{self.per_second:.2f} frames/s" if self.per_second >= 0.1 or not self.computed
+                else f"{1 / self.per_second:.1f} s/frame")
+        return f"{self.computed}{what} computed in {self.seconds:.1f} s, {pace}, {self.resumed} resumed"
 
 
 def speed(records: Sequence[FrameRecord], passes: int, seconds: float) -> Speed:
@@ -72,6 +73,14 @@ class _Stored(Sequence):
         return self.store.get(self.pass_index, index)
 
 
+def _frame_times(info, start: int, count: int) -> list[float] | None:
+    """Each written frame's time (s) from the first, as the output keeps them (None: a folder input)."""
+    times = getattr(info, "timestamps", None)
+    if times is None or len(times) < start + count:
+        return None
+    return [round(t - times[start], 6) for t in times[start:start + count]]
+
+
 def video_report(job, result: VideoResult, frames: WorkFrames, flows, store: DiskStore, info, shape,
                  seconds: float) -> dict:
     """The report of a finished ``job`` (a :class:`~jaxstyle.jobs.video.VideoJob`) as a JSON-ready dict."""
@@ -84,6 +93,8 @@ def video_report(job, result: VideoResult, frames: WorkFrames, flows, store: Dis
         "input": str(job.input), "styles": list(job.styles), "output": str(job.output),
         "frames": {"start": job.start, "end": job.start + count, "count": count},
         "size": {"width": shape[1], "height": shape[0]}, "fps": None if info.fps is None else float(info.fps),
+        "variable_rate": bool(getattr(info, "variable_rate", False)),
+        "frame_times": _frame_times(info, job.start, count),
         "mode": job.video.mode, "passes": job.video.passes, "config": repr(job.config), "video": repr(job.video),
         "flow": job.flow if job.flow != "dis" else f"dis ({job.dis_preset})",
         "cuts": [c + job.start for c in result.cuts],

@@ -34,7 +34,7 @@ def test_an_interrupt_names_the_work_folder_of_an_output_folder_given_with_a_sla
     assert main(["video", str(clip), str(style), "-o", f"{tmp_path / 'frames_out'}/", *FAST]) == 130
     err = capsys.readouterr().err
     work = tmp_path / "frames_out.jaxstyle-work"
-    assert f"interrupted: the finished frames are kept in {work}; run the same command again to resume" in err, err
+    assert f"interrupted: 1 finished frame(s) are kept in {work}; run the same command again to resume" in err, err
     assert ".jaxstyle-work" not in err.replace(str(work), ""), err
     assert len(list((work / "pass_0").glob("*.png"))) == 1 and not (tmp_path / "frames_out").exists()
 

@@ -97,6 +97,8 @@ def test_a_variable_rate_clip_keeps_each_frames_time_and_its_sound(tmp_path, sty
         run_video(job(source, style, ranged, start=2, end=6), vgg=random_vgg, on_frame=stop)
     resumed = run_video(job(source, style, ranged, start=2, end=6), vgg=random_vgg)
     assert [r.start for r in resumed.records][0] == "resumed"
+    assert resumed.report["variable_rate"]  # and each frame's time, for a frame folder to be put back together
+    assert np.allclose(resumed.report["frame_times"], np.subtract(times[2:6], times[2]), atol=2e-3)
     assert np.allclose(frame_times(ranged), np.subtract(times[2:6], times[2]), atol=2e-3)
     span = times[6] - times[2]  # frames 2 .. 5 show from frame 2's time until frame 6's
     assert abs(len(decoded_audio(ranged)) / RATE - span) < 0.03, len(decoded_audio(ranged)) / RATE
