@@ -161,6 +161,8 @@ def test_blocks_are_refused_in_one_line(random_vgg, pair, loss):
         plan_evaluation(256, 256, config, block_size=64)
     with pytest.raises(ValueError, match=f"--style-loss {loss} refuses .*--style-loss gram"):
         stylize(content, style, config=config, vgg=random_vgg, evaluation=BlockByBlock(Blocking(16)))
+    with pytest.raises(ValueError, match=f"--style-loss {loss} refuses block-by-block evaluation \\(a 30000x30000 run"):
+        plan_evaluation(30000, 30000, config)  # "auto" would pick blocks: refused up front instead
     assert not plan_evaluation(32, 32, config, block_size=None).blocked  # whole: fine
 
 
