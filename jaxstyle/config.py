@@ -14,6 +14,7 @@ INITS = ("content", "noise", "style")
 COLOR_MODES = ("luminance", "histogram")
 PRECISIONS = ("float32", "bfloat16")
 CONV_MODES = ("auto", "direct", "winograd")
+STYLE_LOSSES = ("gram", "w2", "sliced")
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -136,6 +137,10 @@ class StyleConfig:
     ``"auto"``: Winograd for the layers where it measured faster on this backend (on CPUs the
     layers with 256 or more input channels, conv3_2 onwards; on GPUs/TPUs none, their compilers
     pick their own algorithms). Values agree to ~2e-5 relative.
+    ``style_loss`` is the comparison of each style layer's statistics: ``"gram"`` (the paper's Gram
+    matrices, above), ``"w2"`` (Wasserstein-2 between Gaussians, :mod:`jaxstyle.objective.statistics`)
+    or ``"sliced"`` (sliced Wasserstein, :mod:`jaxstyle.objective.sliced`); the last two are scaled
+    so that the default ``style_weight`` pulls as hard as Gram's (:mod:`jaxstyle.objective.style_losses`).
     ``normalize_gradients`` divides each loss layer's gradient by its L1 norm before
     weighting it (jcjohnson/neural-style); the loss value is unchanged, so the gradient is
     no longer the loss's: it suits Adam better than L-BFGS's line search.
@@ -166,6 +171,7 @@ class StyleConfig:
     init_noise_blend: float = 0.0
     normalize_gradients: bool = False
     conv: str = "auto"
+    style_loss: str = "gram"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -214,6 +220,8 @@ class StyleConfig:
         set_("remat", bool(self.remat))
         if self.precision not in PRECISIONS:
             raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise ValueError(f"expected style_loss one of {', '.join(STYLE_LOSSES)}, got {self.style_loss!r}")
         if self.conv not in CONV_MODES:
             raise ValueError(f"expected conv in {CONV_MODES}, got {self.conv!r}")
         if self.conv == "winograd" and self.precision != "float32":

@@ -21,6 +21,7 @@ import jax
 
 from jaxstyle.engine.sharding import replicate, shard_spatially
 from jaxstyle.objective.blocks import Blocking, blocked_loss_terms
+from jaxstyle.objective.style_losses import require_whole
 from jaxstyle.objective.terms import Objective, loss_terms
 
 
@@ -73,6 +74,8 @@ class BlockByBlock(WholeImage):
             layout = self.blocking.layout(*x.shape[:2], objective.layers, objective.winograd_layers)
             if layout is None:
                 return loss_terms(params, x, targets, weights, objective)
+            if objective.style_loss != "gram":
+                require_whole(objective.style_loss)
             return blocked_loss_terms(params, x, targets, weights, objective, layout, self.blocking)
 
         return terms

@@ -23,6 +23,7 @@ from jaxstyle.engine.evaluation import BlockByBlock, WholeImage
 from jaxstyle.engine.run import stages
 from jaxstyle.engine.sharding import batch_mesh
 from jaxstyle.objective.blocks import MIN_BLOCK_UNITS, Blocking, receptive_halo
+from jaxstyle.objective.style_losses import require_whole
 
 # Of the free memory, for what a plan chooses itself: the estimate is of the compiled loop (within
 # ~15% of XLA's analysis), and a process holds ~2 GB more (the runtime, a stage's targets, compiling):
@@ -111,6 +112,10 @@ def plan_evaluation(height: int, width: int, config: StyleConfig, *, block_size:
                                       + ", ".join(hints))
         return EvaluationPlan(config, WholeImage(), whole, have, where,
                               (f"evaluation: whole image ({memory.format_bytes(whole)})",))
+    if config.style_loss != "gram":  # never blocks silently for a loss that refuses them
+        why = "forced by --block-size" if block_size != "auto" else (
+            f"{runs} needs about {memory.format_bytes(whole)} on the whole image, {memory.format_bytes(have)} free")
+        require_whole(config.style_loss, f"block-by-block evaluation ({why})")
     if block_size != "auto" and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"expected block_size 'auto', None or a positive integer (px), got {block_size!r}")
     _, unit = receptive_halo(config.all_layers, memory.winograd_for(config))

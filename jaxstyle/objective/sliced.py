@@ -118,7 +118,13 @@ def sliced_target(features: ArrayLike, projections: ArrayLike, mask: ArrayLike |
         return resample_sorted(jnp.sort(y, axis=0), size)
     if np.shape(mask) != tuple(jnp.shape(features))[:2]:
         raise ValueError(f"expected a mask of the features' shape {jnp.shape(features)[:2]}, got {np.shape(mask)}")
-    w = jnp.asarray(mask).reshape(m).astype(y.dtype)
+    return weighted_quantiles(y, jnp.asarray(mask).reshape(m).astype(y.dtype), size)
+
+
+def weighted_quantiles(y: jax.Array, w: jax.Array, size: int) -> jax.Array:
+    """The quantiles at ``(j + 1/2) / size`` [size, K] of values y [M, K] whose pixels weigh w [M]
+    (>= 0, not all 0): linear between the pixels' midpoint quantiles, constant beyond."""
+    m = y.shape[0]
     # Pixels of weight 0 go last (sorted by (w == 0, value)): the others' quantiles stay increasing.
     empty = jnp.broadcast_to((w <= 0)[:, None].astype(y.dtype), y.shape)
     wk = jnp.broadcast_to(w[:, None], y.shape)
@@ -132,6 +138,20 @@ def sliced_target(features: ArrayLike, projections: ArrayLike, mask: ArrayLike |
     ys = jnp.where(index < count, ys, last)
     grid = jnp.asarray((np.arange(size) + 0.5) / size, y.dtype)
     return jax.vmap(lambda x, v: jnp.interp(grid, x, v), in_axes=1, out_axes=1)(u, ys)
+
+
+def mixture_target(projected: list[jax.Array], weights: list[jax.Array | None], blend: ArrayLike,
+                   size: int) -> jax.Array:
+    """The target [size, K] of several styles mixed: the quantiles of the pooled pixels of every
+    style s (projections [N_s, K], pixel weights [N_s] or None for all ones), style s's pixels
+    weighing ``blend_s`` in all (``blend`` >= 0, summing to 1): exactly the sorted projections of the
+    weighted mixture of the styles' pixel distributions, read at ``size`` quantiles."""
+    parts_y, parts_w = [], []
+    for y, w, b in zip(projected, weights, jnp.asarray(blend, jnp.float32)):
+        w = jnp.ones((y.shape[0],), y.dtype) if w is None else jnp.asarray(w, y.dtype)
+        parts_y.append(y)
+        parts_w.append(b.astype(y.dtype) * w / jnp.maximum(jnp.sum(w), jnp.finfo(y.dtype).tiny))
+    return weighted_quantiles(jnp.concatenate(parts_y), jnp.concatenate(parts_w), int(size))
 
 
 def sliced_loss_from_projections(y: jax.Array, target: ArrayLike, weights: ArrayLike | None = None) -> jax.Array:

@@ -1,5 +1,7 @@
 """The targets of the objective, computed once per stage: content features and style Gram
-matrices (blended over several style images, or one per region under a content mask).
+matrices (blended over several style images, or one per region under a content mask); for
+``style_loss`` "w2" and "sliced" the statistics :mod:`jaxstyle.objective.style_losses` describes
+(each style image's parts, :func:`style_parts`, cached as Grams are, then :func:`statistic_targets`).
 
 :func:`stage_targets` is the one path from a checked pair (:class:`PairInputs`) to its targets
 at a stage's size, for a single run and for every pair of a batch (which stacks them). With a
@@ -22,6 +24,9 @@ from jaxstyle.objective.inputs import PairInputs
 from jaxstyle.objective.losses import gram_matrix, masked_gram_matrix
 from jaxstyle.objective.masks import layer_masks, region_masks
 from jaxstyle.objective.resample import resize, resize_mask, scaled
+from jaxstyle.objective.sliced import mixture_target, project, resample_sorted
+from jaxstyle.objective.statistics import blend_moments, moments, w2_target
+from jaxstyle.objective.style_losses import layer_projections, require_whole
 from jaxstyle.objective.terms import Objective, features
 
 
@@ -40,14 +45,72 @@ def style_targets(params, style: jax.Array, objective: Objective, mask: jax.Arra
     return {k: masked_gram_matrix(v, masks[k][0]) for k, v in feats.items()}
 
 
+def style_parts(params, style: jax.Array, objective: Objective, mask: jax.Array | None = None) -> dict:
+    """What one style image [H, W, 3] (with its own ``mask`` [H, W]) gives each style layer: its
+    Gram [C, C] for "gram" (:func:`style_targets`), its :class:`~jaxstyle.objective.statistics.Moments`
+    for "w2", its projections on the layer's fixed directions with its pixels' mask weights
+    ``(y [N, K], w [N] or None)`` for "sliced"."""
+    if objective.style_loss == "gram":
+        return style_targets(params, style, objective, mask)
+    feats = features(params, style, objective, objective.style_layers)
+    masks = None if mask is None else layer_masks(mask[None], objective.style_layers)
+    parts = {}
+    for n, f in feats.items():
+        m = None if masks is None else masks[n][0]
+        if objective.style_loss == "w2":
+            parts[n] = moments(f, m)
+        else:
+            y = project(f, layer_projections(objective.style_layers.index(n), f.shape[-1]))
+            parts[n] = (y, None if m is None else m.reshape(-1))
+    return parts
+
+
+def statistic_targets(parts: list[dict], blend, objective: Objective, sizes: dict, regions: bool) -> dict:
+    """The style targets {layer: ...} of a "w2" or "sliced" objective from each style image's
+    :func:`style_parts`: blended by ``blend`` (moments linearly; sliced: the weighted mixture of the
+    styles' pixels) or, with ``regions``, one per style stacked on a leading axis. ``sizes``: the
+    iterate's pixel count at each style layer (the sliced targets' length)."""
+    out = {}
+    for i, n in enumerate(objective.style_layers):
+        layer = [p[n] for p in parts]
+        if objective.style_loss == "w2":
+            if regions:
+                out[n] = jax.tree.map(lambda *t: jnp.stack(t), *[w2_target(m) for m in layer])
+            else:
+                out[n] = w2_target(layer[0] if len(layer) == 1 else blend_moments(layer, jnp.asarray(blend)))
+            continue
+        proj = layer_projections(i, layer[0][0].shape[-1])  # the directions style_parts projected on
+        if regions:
+            sorted_ = jnp.stack([mixture_target([y], [w], jnp.ones((1,)), sizes[n]) for y, w in layer])
+        elif len(layer) == 1 and layer[0][1] is None:
+            sorted_ = resample_sorted(jnp.sort(layer[0][0], axis=0), sizes[n])
+        else:
+            sorted_ = mixture_target([y for y, _ in layer], [w for _, w in layer], jnp.asarray(blend), sizes[n])
+        out[n] = {"sorted": sorted_, "projections": proj}
+    return out
+
+
+def layer_sizes(params, shape: tuple[int, int], objective: Objective) -> dict:
+    """The iterate's pixel count h*w at each style layer for an image of ``shape`` (abstract: no compute)."""
+    image = jax.ShapeDtypeStruct((*shape, 3), jnp.float32)
+    feats = jax.eval_shape(lambda x: features(params, x, objective, objective.style_layers), image)
+    return {n: int(f.shape[0] * f.shape[1]) for n, f in feats.items()}
+
+
 content_targets_jit = jax.jit(content_targets, static_argnames=("objective",))
 style_targets_jit = jax.jit(style_targets, static_argnames=("objective",))
+style_parts_jit = jax.jit(style_parts, static_argnames=("objective",))
 
 
 @partial(jax.jit, static_argnames=("objective",))
 def compute_targets(params, content: jax.Array, style: jax.Array, *, objective: Objective) -> dict:
-    """Content features and style Gram matrices of one plain pair, in one program (benchmarks)."""
-    return {"content": content_targets(params, content, objective), "style": style_targets(params, style, objective)}
+    """Content features and style targets of one plain pair, in one program (benchmarks, memory)."""
+    if objective.style_loss == "gram":
+        return {"content": content_targets(params, content, objective),
+                "style": style_targets(params, style, objective)}
+    sizes = layer_sizes(params, content.shape[:2], objective)
+    return {"content": content_targets(params, content, objective),
+            "style": statistic_targets([style_parts(params, style, objective)], (1.0,), objective, sizes, False)}
 
 
 def blended_grams(blend, grams: list[dict]) -> dict:
@@ -74,8 +137,9 @@ def style_target_key(style: np.ndarray, mask: np.ndarray | None, shape: tuple[in
     resized to, the objective (layers, pooling, preprocessing, precision, convolutions, remat) and
     the network's weights (the object: a cache keeps it alive beside the targets, so its id
     cannot be reused while the entry exists)."""
-    return (_digest(style), _digest(mask), tuple(shape), objective.style_layers, objective.pooling, objective.prep,
-            objective.precision, objective.remat, objective.winograd_layers, id(vgg))
+    key = (_digest(style), _digest(mask), tuple(shape), objective.style_layers, objective.pooling, objective.prep,
+           objective.precision, objective.remat, objective.winograd_layers, id(vgg))
+    return key if objective.style_loss == "gram" else (*key, objective.style_loss)
 
 
 def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[int, int], factor: float, *,
@@ -91,6 +155,9 @@ def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[i
     (:func:`~jaxstyle.objective.blocks.pad_targets`)."""
     content_image = place(resize(jnp.asarray(pair.content), shape))
     layout = None if blocking is None else blocking.layout(*shape, objective.layers, objective.winograd_layers)
+    gram = objective.style_loss == "gram"
+    if layout is not None and not gram:
+        require_whole(objective.style_loss)
     if layout is None:
         content = content_targets_jit(params, content_image, objective=objective)
     else:
@@ -106,7 +173,9 @@ def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[i
             style_layout = None if blocking is None else blocking.layout(*style_shape, objective.style_layers,
                                                                           objective.winograd_layers)
             if style_layout is None:
-                return style_targets_jit(params, image, objective=objective, mask=m)
+                return style_parts_jit(params, image, objective=objective, mask=m)
+            if not gram:
+                require_whole(objective.style_loss, "a style image evaluated block by block")
             return blocked_style_grams(params, image, m, objective=objective, layout=style_layout, blocking=blocking)
 
         if cache is None:
@@ -116,11 +185,14 @@ def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[i
         if key not in cache:
             cache[key] = (vgg, compute())
         grams.append(cache[key][1])
+    if not gram:
+        style = statistic_targets(grams, pair.blend, objective, layer_sizes(params, shape, objective),
+                                  pair.content_mask is not None)
     if pair.content_mask is None:
-        targets = {"content": content, "style": blended_grams(pair.blend, grams)}
+        targets = {"content": content, "style": blended_grams(pair.blend, grams) if gram else style}
     else:
         regions = region_masks(np.asarray(resize_mask(pair.content_mask, shape)), len(pair.styles))
-        targets = {"content": content, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams),
+        targets = {"content": content, "style": jax.tree.map(lambda *g: jnp.stack(g), *grams) if gram else style,
                    "masks": layer_masks(regions, objective.style_layers)}
     if layout is not None:  # the content features come padded already
         targets = {**pad_targets({**targets, "content": {}}, layout), "content": content}

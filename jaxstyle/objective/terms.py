@@ -21,6 +21,7 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.model.convolutions import winograd_layers
 from jaxstyle.model.vgg import VGG19, Preprocessing, VGG19Features, preprocess, with_winograd_kernels
 from jaxstyle.objective.losses import normalized_gradient, total_variation, weighted_content_loss, weighted_style_loss
+from jaxstyle.objective.style_losses import weighted_statistic_loss
 from jaxstyle.objective.temporal import temporal_loss
 
 RANGE_PENALTY = 1e3
@@ -38,6 +39,7 @@ class Objective:
     remat: bool = False
     normalize_gradients: bool = False
     winograd_layers: tuple[str, ...] = ()
+    style_loss: str = "gram"  # "gram", "w2" or "sliced" (StyleConfig.style_loss)
 
     @classmethod
     def build(cls, config: StyleConfig, vgg: VGG19) -> Objective:
@@ -45,7 +47,8 @@ class Objective:
         return cls(config.content_layers, config.style_layers, vgg.pooling, vgg.preprocessing,
                    precision=config.precision, remat=config.remat, normalize_gradients=config.normalize_gradients,
                    winograd_layers=winograd_layers(config.conv, config.all_layers, jax.default_backend(),
-                                                   config.precision))
+                                                   config.precision),
+                   style_loss=config.style_loss)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -91,8 +94,12 @@ def loss_terms(params, x: jax.Array, targets: dict, weights: dict, objective: Ob
         style_feats = {n: normalized_gradient(feats[n], scales[i]) for i, n in enumerate(objective.style_layers)}
     content = weighted_content_loss(content_feats, targets["content"], objective.content_layers,
                                     weights["content_layer_weights"])
-    style = weighted_style_loss(style_feats, targets["style"], objective.style_layers, weights["style_layer_weights"],
-                                masks=targets.get("masks"))
+    if objective.style_loss == "gram":
+        style = weighted_style_loss(style_feats, targets["style"], objective.style_layers,
+                                    weights["style_layer_weights"], masks=targets.get("masks"))
+    else:  # targets["style"] as objective.targets makes them for this loss (objective.style_losses)
+        style = weighted_statistic_loss(objective.style_loss, style_feats, targets["style"], objective.style_layers,
+                                        weights["style_layer_weights"], masks=targets.get("masks"))
     return with_total({"content": weights["content_weight"] * content, "style": weights["style_weight"] * style,
                        **pixel_terms(x, targets, weights, image)})
 
