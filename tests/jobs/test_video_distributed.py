@@ -8,7 +8,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from jaxstyle.config import StyleConfig, VideoConfig
@@ -18,11 +17,6 @@ from tests.clips import make_clip
 from tests.helpers import smooth_image
 
 PROCESSES = 3
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 def test_three_processes_finish_before_the_leader_removes_the_work_folder(tmp_path, random_vgg):

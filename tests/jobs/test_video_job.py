@@ -21,18 +21,6 @@ FAST = StyleConfig(iterations=3, style_weight=1e-1)
 VIDEO = VideoConfig(first_iterations=3)
 
 
-@pytest.fixture()
-def style(tmp_path):
-    path = tmp_path / "painting.png"
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
-
-
 def job(source, style, output, **options):
     return VideoJob(input=str(source), styles=(str(style),), output=str(output), config=options.pop("config", FAST),
                     video=options.pop("video", VIDEO), size=options.pop("size", 64), **options)

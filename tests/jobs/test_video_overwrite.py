@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.io import images
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
 from tests.clips import make_clip, watch_walks
-from tests.helpers import smooth_image
-
-
-@pytest.fixture()
-def style(tmp_path):
-    path = tmp_path / "painting.png"
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def job(source, style, output, **options):

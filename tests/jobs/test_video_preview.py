@@ -10,9 +10,7 @@ import socket
 import sys
 import threading
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.io import images
@@ -22,21 +20,9 @@ from jaxstyle.jobs import live as live_page
 from jaxstyle.jobs import single as single_job
 from jaxstyle.jobs.video import VideoJob, run_video, work_folder
 from tests.clips import make_clip, watch_walks
-from tests.helpers import drive_preview, smooth_image
+from tests.helpers import drive_preview
 
 pytest.importorskip("starlette")
-
-
-@pytest.fixture()
-def style(tmp_path):
-    path = tmp_path / "painting.png"
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture()

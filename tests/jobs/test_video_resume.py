@@ -38,11 +38,6 @@ def style(tmp_path):
     return save(tmp_path / "painting.png", smooth_image(40, 40, 2))
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
-
-
 def job(source, style, output, **options):
     return VideoJob(input=str(source), styles=(str(style),), output=str(output),
                     config=options.pop("config", StyleConfig(iterations=2, style_weight=1e-1)),

@@ -51,11 +51,6 @@ def style(tmp_path):
     return save(tmp_path / "painting.png", smooth_image(40, 40, 2))
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
-
-
 def test_a_factory_resumes_while_its_file_is_the_same_and_refuses_once_it_was_edited(
         tmp_path, style, random_vgg, importable):
     source = make_clip(tmp_path / "clip.mp4", n=3, audio=None)

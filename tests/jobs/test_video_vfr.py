@@ -12,7 +12,6 @@ import pytest
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.jobs.video import VideoJob, run_video
 from tests.clips import RATE, decoded_audio, pattern, tone
-from tests.helpers import smooth_image
 
 av = pytest.importorskip("av")
 
@@ -58,20 +57,6 @@ def frame_times(path) -> list[float]:
     with av.open(str(path)) as c:
         times = sorted(float(f.pts * f.time_base) for f in c.decode(video=0))
     return [t - times[0] for t in times]
-
-
-@pytest.fixture()
-def style(tmp_path):
-    from PIL import Image
-
-    path = tmp_path / "painting.png"
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 def job(source, style, output, **options):

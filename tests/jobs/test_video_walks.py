@@ -4,30 +4,15 @@ the last frame, or none, the whole clip (random weights, 64x48 frames, a few ste
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.io import video as video_io
 from jaxstyle.jobs.video import VideoJob, run_video
 from tests.clips import RATE, decoded_audio, make_clip, watch_walks
-from tests.helpers import smooth_image
 
 N = 40
 TICKS = [0, 1, 2, 3, 7, *range(11, 11 + N - 5)]  # 1/24 s apart, 1/6 s around frame 3 -> 4, then 1/24 s again
-
-
-@pytest.fixture()
-def style(tmp_path):
-    path = tmp_path / "painting.png"
-    Image.fromarray((smooth_image(40, 40, 2) * 255).astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
 
 
 def job(source, style, output, **options):
