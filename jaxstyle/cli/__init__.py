@@ -1,7 +1,8 @@
 """Command line: argv -> config -> job (:mod:`jaxstyle.jobs`) -> exit code; nothing else.
 
 One module per subcommand (:mod:`.stylize`, :mod:`.demo`, :mod:`.plan`, :mod:`.batch`, :mod:`.video`,
-:mod:`.weights`: namespace -> config -> job -> exit status); the parser in :mod:`.options` (the
+:mod:`.weights`, :mod:`.train`, :mod:`.apply`,
+:mod:`.model`: namespace -> config -> job -> exit status); the parser in :mod:`.options` (the
 values' types in :mod:`.arguments`), what the subcommands share in :mod:`.common`, the signals in
 :mod:`.interrupts`.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jaxstyle.cli import batch, demo, plan, stylize, video, weights
+from jaxstyle.cli import apply, batch, demo, model, plan, stylize, train, video, weights
 from jaxstyle.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, resolve_scales
 from jaxstyle.cli.interrupts import Interruptions, stop_if_interrupted
 from jaxstyle.cli.options import build_parser
@@ -22,7 +23,7 @@ from jaxstyle.cli.options import build_parser
 __all__ = ["main", "build_parser", "resolve_scales", "Interruptions", "stop_if_interrupted"]
 
 COMMANDS = {"stylize": stylize.run, "demo": demo.run, "batch": batch.run, "weights": weights.run, "plan": plan.run,
-            "video": video.run}
+            "video": video.run, "train": train.run, "apply": apply.run, "model": model.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from jaxstyle.cli.apply_options import add_apply_parsers
 from jaxstyle.cli.arguments import (
     ListLayers,
     batch_size,
@@ -20,6 +21,7 @@ from jaxstyle.cli.arguments import (
     positive_int,
 )
 from jaxstyle.cli.common import EXIT_USAGE
+from jaxstyle.cli.train_options import add_train_parser
 from jaxstyle.config import (
     COLOR_MODES,
     CONV_MODES,
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     for parser_ in (st, dm, bt, pl, vd):
         parser_.add_argument("--list-layers", action=ListLayers, help="list layer names and aliases, then exit")
 
+    add_train_parser(sub)
+    add_apply_parsers(sub)
     wt = sub.add_parser("weights", help="fetch, convert or inspect VGG-19 weights")
     wsub = wt.add_subparsers(dest="weights_command", required=True)
     wf = wsub.add_parser("fetch", help="download, verify, convert and cache the weights")

@@ -283,12 +283,16 @@ def modified(where: Location) -> float | None:
     return retrying(stamp, where)
 
 
-def list_files(folder: Location) -> list[Location]:
-    """The files directly in ``folder``, sorted by name."""
+def list_files(folder: Location, *, recursive: bool = False) -> list[Location]:
+    """The files directly in ``folder`` (``recursive``: in it and every folder under it), sorted by name."""
     if isinstance(folder, Path):
-        return sorted(p for p in folder.iterdir() if p.is_file())
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        return sorted(p for p in found if p.is_file())
     fs, path = _filesystem(folder)
-    entries = retrying(lambda: fs.ls(path, detail=True), folder)
+    if recursive:
+        entries = list(retrying(lambda: fs.find(path, detail=True), folder).values())
+    else:
+        entries = retrying(lambda: fs.ls(path, detail=True), folder)
     files = [e["name"] for e in entries if e.get("type") == "file"]
     if folder.protocol in READ_ONLY_PROTOCOLS:  # http listings hold whole URLs
         return sorted(Url(name) for name in files)
