@@ -23,7 +23,9 @@ All per-image functions take one image's features [h, w, C] (no batch axis; batc
   distance between distributions, so it does not depend on the image size; dividing by C makes
   it a per-channel squared distance, comparable across layers of different widths.
 * **Ridge.** ``Sigma`` and ``Sigma_s`` both get ``+ ridge I`` (Crowson: ``eps = 1e-4`` absolute).
-  Here ``ridge = eps * tr(Sigma_s) / C`` by default (relative to the target's mean variance), so
+  Here ``ridge = eps * max(tr(Sigma_s) / C, RIDGE_FLOOR)`` by default (relative to the target's mean
+  variance; the floor keeps a style with no variance at a layer, a flat colour or a layer of one
+  pixel, from a zero matrix whose square root has no gradient), so
   the conditioning does not depend on the network's activation scale (Caffe weights see
   0-255 input, PyTorch ones 0-1 standardised: activations differ by roughly 50x, covariances 2500x).
 * **Square roots.** The target's ``Sigma_s^1/2`` is computed once by ``eigh`` (negative
@@ -55,6 +57,9 @@ from jax.typing import ArrayLike
 CROWSON_LAYER_WEIGHTS = tuple(w / 341.0 for w in (256.0, 64.0, 16.0, 4.0, 1.0))
 NS_ITERATIONS = 16  # see sqrtm_newton_schulz
 _HIGHEST = jax.lax.Precision.HIGHEST
+
+
+RIDGE_FLOOR = 1e-6  # mean variance below which the ridge stops shrinking (features' units squared)
 
 
 class MomentSums(NamedTuple):
@@ -280,15 +285,15 @@ def sqrtm_newton_schulz(a: ArrayLike, iterations: int = NS_ITERATIONS, backward:
 def w2_target(target: Moments, eps: float = 1e-4, relative: bool = True) -> W2Target:
     """A layer's W2 target from (blended) :class:`Moments`, computed once: covariance
     ``E[f f^T] - mu mu^T + ridge I`` and its square root by ``eigh`` (no gradient), with
-    ``ridge = eps * tr(cov) / C`` (``relative``; Crowson: ``eps = 1e-4`` absolute). The same ridge is
-    added to the iterate's covariance by :func:`w2_distance`."""
+    ``ridge = eps * max(tr(cov) / C, RIDGE_FLOOR)`` (``relative``; Crowson: ``eps = 1e-4`` absolute). The same
+    ridge is added to the iterate's covariance by :func:`w2_distance`."""
     mean = jax.lax.stop_gradient(jnp.asarray(target.mean))
     second = jax.lax.stop_gradient(jnp.asarray(target.second))
     acc = _acc(second.dtype)
     mean, second = mean.astype(acc), second.astype(acc)
     c = mean.shape[-1]
     cov = _sym(second - jnp.outer(mean, mean))
-    ridge = jnp.asarray(eps, acc) * (jnp.maximum(jnp.trace(cov), 0.0) / c if relative else 1.0)
+    ridge = jnp.asarray(eps, acc) * (jnp.maximum(jnp.trace(cov) / c, RIDGE_FLOOR) if relative else 1.0)
     cov = cov + ridge * jnp.eye(c, dtype=acc)
     return W2Target(mean, cov, sqrtm_eigh(cov), ridge)
 
@@ -311,9 +316,16 @@ def w2_loss_from_sums(sums: MomentSums, target: W2Target, iterations: int = NS_I
                       backward: str = "lyapunov") -> jax.Array:
     """:func:`w2_distance` of the pixels summed in ``sums`` (e.g. the total over blocks; sum them
     about ``target.mean`` for precision). ``jax.grad`` of this with respect to ``sums`` gives the
-    cotangent each block pulls back through its own :func:`moment_sums` (exact by blocks)."""
+    cotangent each block pulls back through its own :func:`moment_sums` (exact by blocks).
+
+    ``S2 / W - d d^T`` is exact to about ``eps |d|^2`` in the accumulation dtype (``d`` the mean's
+    distance from the centre): that much is added to the diagonal, with the gradient stopped, so a
+    covariance that rounding made slightly indefinite (a flat iterate far from the target's mean)
+    keeps a real square root; it is below the ridge unless the iterate has almost no variance."""
     mean, cov = mean_and_cov(sums)
-    return w2_distance(mean, cov, target, iterations, backward)
+    d = jax.lax.stop_gradient(mean - sums.center)
+    slack = 8.0 * jnp.finfo(cov.dtype).eps * jnp.sum(d * d)
+    return w2_distance(mean, cov + slack * jnp.eye(cov.shape[-1], dtype=cov.dtype), target, iterations, backward)
 
 
 @partial(jax.jit, static_argnames=("iterations", "backward"))

@@ -48,8 +48,6 @@ W2_SCALE = 6.0e3
 SLICED_SCALE = 5.7e4
 SLICED_SEED = 0  # the directions are part of the objective: fixed, the same for every run and pair
 BLOCKS_REFUSED = {
-    "w2": "W2 by blocks is not implemented yet (its moment sums add exactly over blocks: to do); use "
-          "--block-size off with a smaller --size, or --style-loss gram",
     "sliced": "the sliced loss sorts every pixel at once (not a sum over blocks); use --block-size off with a "
               "smaller --size, or --style-loss gram",
 }

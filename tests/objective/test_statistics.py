@@ -261,3 +261,17 @@ def test_blocked_loss_and_gradient_equal_the_whole():
         _, pull = jax.vjp(lambda x: moment_sums(x, None, target.mean), f[r])
         pieces.append(pull(cotangent)[0])
     np.testing.assert_allclose(jnp.concatenate(pieces), grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("style", ["one pixel", "flat colour", "all zero"])
+def test_a_style_without_variance_gives_finite_values_and_gradients(style):
+    """A style layer of one pixel (a small style image at relu5_1), a flat colour or dead features:
+    its covariance is 0, the ridge's floor keeps the square root's gradient finite (it was NaN)."""
+    g = {"one pixel": _feats(18, (1, 1, 8), offset=1.0), "flat colour": np.full((4, 4, 8), 3.0, np.float32),
+         "all zero": np.zeros((4, 4, 8), np.float32)}[style]
+    target = w2_target(moments(jnp.asarray(g)))
+    for f in (_feats(19, (5, 6, 8), offset=1.0), np.full((5, 6, 8), 2.0, np.float32)):
+        loss, grad = jax.value_and_grad(w2_style_loss)(jnp.asarray(f), target)
+        assert np.isfinite(float(loss)) and np.all(np.isfinite(np.asarray(grad)))
+        mean_term = np.mean(np.sum((f.reshape(-1, 8).mean(0) - g.reshape(-1, 8).mean(0)) ** 2)) / 8
+        assert float(loss) >= mean_term * (1 - 1e-4)

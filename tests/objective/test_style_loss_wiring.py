@@ -153,7 +153,15 @@ def test_cache_keys_differ_by_loss(random_vgg):
     assert len(keys) == 3
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+def test_w2_plans_blocks_where_gram_would(random_vgg):
+    """W2's moment sums add over blocks: planned as Gram is (sliced is refused, below)."""
+    w2 = plan_evaluation(256, 256, StyleConfig(**SMALL, style_loss="w2"), block_size=64)
+    assert w2.blocked and w2.evaluation == plan_evaluation(256, 256, StyleConfig(**SMALL), block_size=64).evaluation
+    with pytest.raises(ValueError, match="even block by block"):  # auto: blocks, then too large for this machine
+        plan_evaluation(30000, 30000, StyleConfig(**SMALL, style_loss="w2"))
+
+
+@pytest.mark.parametrize("loss", ["sliced"])
 def test_blocks_are_refused_in_one_line(random_vgg, pair, loss):
     content, style = pair
     config = StyleConfig(**SMALL, style_loss=loss)

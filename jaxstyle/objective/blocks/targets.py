@@ -1,6 +1,7 @@
 """Targets for and from a blocked stage: content features and region masks padded to the layout's
 padded size (:func:`pad_targets`), and an image's content features and style Grams computed block
-by block (:func:`blocked_content_features`, :func:`blocked_style_grams`) where the image is too
+by block (:func:`blocked_content_features`, :func:`blocked_style_grams`, and for "w2"
+:func:`blocked_style_moments`) where the image is too
 large to pass through the network whole."""
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from jaxstyle.objective.blocks.windows import (
     gram_sums,
     inner_masks,
     layer_shape,
+    moment_block_sums,
     pad_image,
     scan_chunks,
     window_features,
     window_shape,
 )
 from jaxstyle.objective.masks import layer_masks
+from jaxstyle.objective.statistics import moments_from_sums
 from jaxstyle.objective.terms import Objective
 
 
@@ -97,3 +100,41 @@ def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None,
         h, w = layer_shape(layout, n)
         out[n] = sums[n] / (h * w) if masks is None else sums[n][0] / jnp.maximum(jnp.sum(masks[n][0]), 1e-6)
     return out
+
+
+@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
+def blocked_style_moments(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
+                          layout: BlockLayout, blocking: Blocking) -> dict:
+    """Style :class:`~jaxstyle.objective.statistics.Moments` of an image (any size), block by block:
+    {layer: Moments}, as :func:`~jaxstyle.objective.targets.style_parts` makes them for "w2". Two
+    passes: the means, then the sums about them (centred, as ``moments`` centres, for precision)."""
+    origins, inner = layout.chunks(blocking.per_chunk)
+    padded = pad_image(image, layout)
+    layers = objective.style_layers
+    masks = None
+    if mask is not None:
+        masks = pad_targets({"content": {}, "masks": layer_masks(mask[None], layers)}, layout)["masks"]
+
+    def sums(centers):
+        def body(acc, o, i):
+            windows = chunk_windows(padded, o, layout, blocking)
+            feats = window_features(params, windows, o, layout, objective, layers)
+            part = {n: moment_block_sums(feats[n], _first_region(block_weights(layout, n, o, i, masks)), centers[n])
+                    for n in layers}
+            return part if acc is None else jax.tree.map(jnp.add, acc, part)
+
+        zero = jax.eval_shape(lambda: body(None, origins[0], inner[0]))
+        total = scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner)
+        return {n: s._replace(center=centers[n].astype(s.first.dtype)) for n, s in total.items()}
+
+    channels = {n: s.shape[-1] for n, s in jax.eval_shape(lambda: window_features(
+        params, padded[None, : layout.unit, : layout.unit], jnp.zeros((1, 2), jnp.int32), layout, objective,
+        layers)).items()}
+    first = sums({n: jnp.zeros((c,), jnp.float32) for n, c in channels.items()})
+    means = {n: jax.lax.stop_gradient(s.first / jnp.maximum(s.weight, 1e-6)) for n, s in first.items()}
+    return {n: moments_from_sums(s) for n, s in sums(means).items()}
+
+
+def _first_region(weight: jax.Array) -> jax.Array:
+    """Block weights [B, h, w] of a style image's own mask (its one region), or the inner regions as they are."""
+    return weight[:, 0] if weight.ndim == 4 else weight
