@@ -70,7 +70,8 @@ def test_value_and_gradient_equal_the_whole_image(random_vgg, shape, block):
 
 @pytest.mark.parametrize("option", ["content mask", "normalize gradients", "chunks"])
 def test_options_equal_the_whole_image(random_vgg, option):
-    config = StyleConfig(**SHALLOW, style_weight=1.0, tv_weight=1e-2, normalize_gradients=option == "normalize gradients")
+    config = StyleConfig(**SHALLOW, style_weight=1.0, tv_weight=1e-2,
+                         normalize_gradients=option == "normalize gradients")
     value, grad, blocked_value, blocked_grad, _ = both(random_vgg, config, (42, 50), 12,
                                                        content_mask=option == "content mask",
                                                        per_chunk=3 if option == "chunks" else 1)
