@@ -58,4 +58,5 @@ from jaxstyle.objective.blocks.windows import add_windows, cut_region_windows, c
 
 __all__ = ["MIN_BLOCK_UNITS", "AxisBlocks", "BlockLayout", "Blocking", "add_windows", "axis_blocks", "block_layout",
            "blocked_content_features", "blocked_loss_terms", "blocked_style_grams", "blocked_style_moments",
-           "cut_region_windows", "cut_windows", "inner_masks", "network_terms", "pad_targets", "receptive_halo", "window_features"]
+           "cut_region_windows", "cut_windows", "inner_masks", "network_terms", "pad_targets", "receptive_halo",
+           "window_features"]
