@@ -22,7 +22,7 @@ from tests.helpers import smooth_image
 fsspec = pytest.importorskip("fsspec")
 
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
-        "--quiet"]
+        "--quiet", "--style-loss", "gram"]
 
 
 def png_bytes(h, w, seed) -> bytes:

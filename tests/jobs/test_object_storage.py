@@ -33,7 +33,7 @@ moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
 FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
-        "--quiet", "--batch-size", "1"]
+        "--quiet", "--batch-size", "1", "--style-loss", "gram"]
 SECRET = "dummy-secret-never-printed"
 
 

@@ -26,7 +26,8 @@ from jaxstyle.objective.targets import style_targets
 from jaxstyle.objective.terms import Objective
 from tests.helpers import smooth_image
 
-SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0)
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0,
+             style_loss="gram")
 
 
 def tinted(h, w, seed, rgb):
