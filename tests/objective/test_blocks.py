@@ -18,7 +18,8 @@ from jaxstyle.objective.targets import content_targets, style_targets
 from jaxstyle.objective.terms import Objective, loss_terms, loss_weights
 from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
-SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"))  # halo 6 px on a grid of 2
+# halo 6 px on a grid of 2. Gram: the targets here are Grams (W2 by blocks: test_blocks_w2.py)
+SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), style_loss="gram")
 
 
 def relative(a, b) -> float:
@@ -95,7 +96,7 @@ def test_value_and_gradient_equal_the_whole_image(random_vgg, shape, block):
 def test_default_layers_equal_the_whole_image(random_vgg):
     """relu5_1 and relu4_2 (halo 80 px), an image off the pooling grid, 4x3 blocks."""
     value, grad, blocked_value, blocked_grad, layout = both(
-        random_vgg, StyleConfig(conv="direct", style_weight=1.0), (100, 90), 32)
+        random_vgg, StyleConfig(conv="direct", style_weight=1.0, style_loss="gram"), (100, 90), 32)
     assert layout.reaches_past_image and layout.count == 12
     assert relative(blocked_value, value) <= 1e-5
     assert relative(blocked_grad, grad) <= 1e-4
@@ -106,9 +107,10 @@ def test_winograd_blocks_are_as_close_to_the_whole_image_as_winograd_is_to_the_d
     blocks round as the whole image does, but a ReLU or max that rounding tips the other way still
     changes the gradient locally. Blocks stay within the distance Winograd itself has from the
     direct convolution (here 1.8e-3 vs 1.7e-3 of the norm; on most images both are ~1e-5)."""
-    config = StyleConfig(conv="auto", style_weight=1.0)
+    config = StyleConfig(conv="auto", style_weight=1.0, style_loss="gram")
     value, grad, blocked_value, blocked_grad, layout = both(random_vgg, config, (150, 200), 128)
-    _, direct_grad, *_ = both(random_vgg, StyleConfig(conv="direct", style_weight=1.0), (150, 200), 128)
+    direct = StyleConfig(conv="direct", style_weight=1.0, style_loss="gram")
+    _, direct_grad, *_ = both(random_vgg, direct, (150, 200), 128)
     assert layout.unit == 64 and layout.reaches_past_image
     assert relative(blocked_value, value) <= 1e-5
     assert relative(blocked_grad, grad) <= 1.5 * relative(grad, direct_grad)
@@ -174,7 +176,8 @@ SHARDED = textwrap.dedent("""
     layers = random_layers(0)
     k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
     vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()
-    config = StyleConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2)
+    config = StyleConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2,
+                         style_loss="gram")
     objective = Objective.build(config, vgg)
     params = objective.params(vgg)
     content = jnp.asarray(smooth_image(42, 50, 1))
