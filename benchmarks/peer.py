@@ -65,7 +65,8 @@ def matched_config(iterations: int = 300, scales: tuple[int, ...] = (), scale_it
     """
     channels = [CONV_KERNEL_SHAPES[f"conv{n[4]}_1"][3] for n in DEFAULT_STYLE_LAYERS]
     return StyleConfig(style_loss="gram", content_weight=0.01, style_weight=1.0, tv_weight=0.0,
-                       iterations=iterations, content_layer_weights=(1.0,), style_layer_weights=tuple(40.0 / n**2 for n in channels),
+                       iterations=iterations, content_layer_weights=(1.0,),
+                       style_layer_weights=tuple(40.0 / n**2 for n in channels),
                        scales=scales, scale_iterations=scale_iterations)
 
 

@@ -140,8 +140,9 @@ class StyleConfig:
     ``style_loss`` is the comparison of each style layer's statistics: ``"w2"`` (the default:
     Wasserstein-2 between Gaussians, :mod:`jaxstyle.objective.statistics`; it won the equal-time
     comparison of benchmarks/quality_sweep.py), ``"gram"`` (the paper's Gram matrices, above: what
-    our PyTorch comparisons match) or ``"sliced"`` (sliced Wasserstein, :mod:`jaxstyle.objective.sliced`); the last two are scaled
-    so that the default ``style_weight`` pulls as hard as Gram's (:mod:`jaxstyle.objective.style_losses`).
+    our PyTorch comparisons match) or ``"sliced"`` (sliced Wasserstein, :mod:`jaxstyle.objective.sliced`);
+    W2 and sliced are scaled so that the default ``style_weight`` pulls as hard as Gram's
+    (:mod:`jaxstyle.objective.style_losses`).
     ``normalize_gradients`` divides each loss layer's gradient by its L1 norm before
     weighting it (jcjohnson/neural-style); the loss value is unchanged, so the gradient is
     no longer the loss's: it suits Adam better than L-BFGS's line search.

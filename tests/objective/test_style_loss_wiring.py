@@ -17,10 +17,11 @@ from jaxstyle.engine.batch import stylize_batch
 from jaxstyle.engine.evaluation import BlockByBlock
 from jaxstyle.engine.planner import plan_evaluation
 from jaxstyle.objective.blocks import Blocking
+from jaxstyle.objective.losses import weighted_style_loss
 from jaxstyle.objective.sliced import project, resample_sorted
 from jaxstyle.objective.statistics import blend_moments, moments, w2_target
 from jaxstyle.objective.style_losses import layer_projections
-from jaxstyle.objective.targets import statistic_targets, style_parts, style_target_key
+from jaxstyle.objective.targets import statistic_targets, style_parts, style_target_key, style_targets
 from jaxstyle.objective.terms import Objective, features
 from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
@@ -216,10 +217,16 @@ def test_shard_image_equals_unsharded_on_4_cpu_devices():
     assert proc.returncode == 0 and "SPATIAL-OK" in proc.stdout, proc.stderr[-3000:]
 
 
-def test_gram_default_terms_unchanged(random_vgg, pair):
-    """The default objective is the Gram one (the HLO check against main is in the report)."""
-    objective = Objective.build(StyleConfig(**SMALL), random_vgg)
-    assert objective == Objective.build(StyleConfig(**SMALL, style_loss="gram"), random_vgg)
+def test_gram_terms_unchanged(random_vgg, pair):
+    """--style-loss gram is Gatys' objective as before W2 became the default: Gram targets, and the
+    same terms as losses.weighted_style_loss computes them directly."""
+    objective = Objective.build(StyleConfig(**SMALL, style_loss="gram"), random_vgg)
+    assert objective != Objective.build(StyleConfig(**SMALL), random_vgg)  # the default is w2 now
+    params = objective.params(random_vgg)
+    targets = style_targets(params, jnp.asarray(pair[1]), objective)
+    feats = features(params, jnp.asarray(pair[0]), objective, objective.style_layers)
+    direct = weighted_style_loss(feats, targets, objective.style_layers, jnp.full((2,), 0.5))
+    assert float(direct) > 0
     assert jax.tree.structure(style_parts(objective.params(random_vgg), jnp.asarray(pair[1]), objective)) \
         == jax.tree.structure({"relu1_1": 0, "relu2_1": 0})
 
