@@ -39,8 +39,8 @@ All per-image functions take one image's features [h, w, C] (no batch axis; batc
   the iterations themselves instead (the exact derivative of the value computed, for line
   searches, at O(iterations C^2) memory). The loss needs only the root's *trace*, whose gradient
   ``(S Sigma S)^-1/2 / 2`` the same iterations give (their Z): :func:`trace_sqrtm`, the default
-  (``backward="trace"``), with no backward iterations (W2's step cost on CPU fell from 4.2x Gram's
-  to about 2x). 16 iterations by default (Crowson: 12); see
+  (``backward="trace"``), with no backward iterations (W2's value and gradient at 256 px on a
+  2-core CPU fell from 4.2x Gram's to 1.5x). 16 iterations by default (Crowson: 12); see
   :func:`sqrtm_newton_schulz` for why the count is bounded in float32. Not ``eigh`` every step:
   a dense eigensolver is far slower on accelerators than ~50 [C, C] products.
 """

@@ -14,7 +14,7 @@ import pytest
 from jaxstyle.config import StyleConfig
 from jaxstyle.objective import blocks
 from jaxstyle.objective.masks import layer_masks, region_masks
-from jaxstyle.objective.targets import content_targets, style_targets
+from jaxstyle.objective.targets import content_targets, layer_sizes, statistic_targets, style_parts, style_targets
 from jaxstyle.objective.terms import Objective, loss_terms, loss_weights
 from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
@@ -28,20 +28,25 @@ def relative(a, b) -> float:
 
 
 def both(vgg, config: StyleConfig, shape, block_size, *, pooling="max", content_mask=False, per_chunk=1):
-    """(whole value, whole gradient, blocked value, blocked gradient, layout) at an iterate that overshoots [0, 1]."""
+    """(whole value, whole gradient, blocked value, blocked gradient, layout) at an iterate that overshoots [0, 1],
+    for the config's style loss (Gram or W2: the losses blocks evaluate)."""
     vgg = dataclasses.replace(vgg, pooling=pooling)
     objective = Objective.build(config, vgg)
     params = objective.params(vgg)
     h, w = shape
     content = jnp.asarray(smooth_image(h, w, 1))
     targets = {"content": content_targets(params, content, objective)}
+    styles = [jnp.asarray(smooth_image(30, 26, s)) for s in ((2, 3) if content_mask else (2,))]
+    if objective.style_loss == "gram":
+        grams = [style_targets(params, style, objective) for style in styles]
+        targets["style"] = jax.tree.map(lambda *g: jnp.stack(g), *grams) if content_mask else grams[0]
+    else:  # one target per region, or the one style's (targets.statistic_targets, as stage_targets makes them)
+        parts = [style_parts(params, style, objective) for style in styles]
+        targets["style"] = statistic_targets(parts, (1.0,) * len(parts), objective,
+                                             layer_sizes(params, shape, objective), content_mask)
     if content_mask:
         grey = np.linspace(0, 1, w, dtype=np.float32)[None].repeat(h, 0)
-        grams = [style_targets(params, jnp.asarray(smooth_image(30, 26, s)), objective) for s in (2, 3)]
-        targets["style"] = jax.tree.map(lambda *g: jnp.stack(g), *grams)
         targets["masks"] = layer_masks(region_masks(grey, 2), objective.style_layers)
-    else:
-        targets["style"] = style_targets(params, jnp.asarray(smooth_image(30, 26, 2)), objective)
     weights = loss_weights(config)
     x = jnp.asarray(smooth_image(h, w, 3)) * 1.1 - 0.05
     whole_value, whole_grad = jax.jit(jax.value_and_grad(
@@ -168,7 +173,7 @@ SHARDED = textwrap.dedent("""
     from jaxstyle.config import StyleConfig
     from jaxstyle.engine.sharding import batch_mesh
     from jaxstyle.objective import blocks
-    from jaxstyle.objective.targets import content_targets, style_targets
+    from jaxstyle.objective.targets import content_targets, layer_sizes, statistic_targets, style_parts, style_targets
     from jaxstyle.objective.terms import Objective, loss_weights
     from jaxstyle.model.vgg import CAFFE_PREPROCESSING
     from jaxstyle.weights.formats import VGGWeights

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -15,48 +14,14 @@ import pytest
 from jaxstyle import StyleConfig, stylize
 from jaxstyle.engine.evaluation import BlockByBlock
 from jaxstyle.objective import blocks
-from jaxstyle.objective.masks import layer_masks, region_masks
+from jaxstyle.objective.masks import layer_masks
 from jaxstyle.objective.statistics import moments
-from jaxstyle.objective.targets import content_targets, layer_sizes, statistic_targets, style_parts
-from jaxstyle.objective.terms import Objective, features, loss_terms, loss_weights
+from jaxstyle.objective.terms import Objective, features
 from tests.helpers import smooth_image
+from tests.objective.test_blocks import both, relative
 
 SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), style_loss="w2")
-
-
 VALUE_TOLERANCE = 5e-5  # W2's value is a difference of traces: float32 sums in another order cancel a little more
-
-
-def relative(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def both(vgg, config: StyleConfig, shape, block_size, *, content_mask=False, per_chunk=1):
-    """(whole value, whole gradient, blocked value, blocked gradient, layout) at an iterate that overshoots [0, 1]."""
-    objective = Objective.build(config, vgg)
-    params = objective.params(vgg)
-    h, w = shape
-    targets = {"content": content_targets(params, jnp.asarray(smooth_image(h, w, 1)), objective)}
-    sizes = layer_sizes(params, shape, objective)
-    parts = [style_parts(params, jnp.asarray(smooth_image(30, 26, s)), objective) for s in (2, 3)]
-    if content_mask:
-        grey = np.linspace(0, 1, w, dtype=np.float32)[None].repeat(h, 0)
-        targets["style"] = statistic_targets(parts, (0.5, 0.5), objective, sizes, True)
-        targets["masks"] = layer_masks(region_masks(grey, 2), objective.style_layers)
-    else:
-        targets["style"] = statistic_targets(parts[:1], (1.0,), objective, sizes, False)
-    weights = loss_weights(config)
-    x = jnp.asarray(smooth_image(h, w, 3)) * 1.1 - 0.05
-    whole_value, whole_grad = jax.jit(jax.value_and_grad(
-        lambda x: loss_terms(params, x, targets, weights, objective)["total"]))(x)
-    blocking = blocks.Blocking(block_size, per_chunk=per_chunk)
-    layout = blocking.layout(h, w, objective.layers, objective.winograd_layers)
-    assert layout is not None and layout.count > 1
-    padded = blocks.pad_targets(targets, layout)
-    value, grad = jax.jit(jax.value_and_grad(
-        lambda x: blocks.blocked_loss_terms(params, x, padded, weights, objective, layout, blocking)["total"]))(x)
-    return whole_value, whole_grad, value, grad, layout
 
 
 @pytest.mark.parametrize("shape,block", [((44, 52), 12), ((41, 37), 10)])

@@ -74,12 +74,11 @@ def blocked_content_features(params, image: jax.Array, *, objective: Objective, 
     return scan_chunks(body, zero, origins, inner)
 
 
-@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
-def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
-                        layout: BlockLayout, blocking: Blocking) -> dict:
-    """Style Gram matrices of an image (any size), block by block: {layer: [C, C]}; with ``mask``
-    [H, W] (the style image's own) those of that region, as
-    :func:`~jaxstyle.objective.targets.style_targets` makes them."""
+def _style_sums(params, image: jax.Array, mask: jax.Array | None, objective: Objective, layout: BlockLayout,
+                blocking: Blocking, summed) -> tuple[dict, dict | None]:
+    """Each style layer's ``summed(features, block weights, layer)`` added over the blocks of a style
+    image, and the image's own mask at each layer ({layer: [1, h, w]}, padded; None without one).
+    Under a mask the block weights are [B, 1, h, w] (the mask's one region)."""
     origins, inner = layout.chunks(blocking.per_chunk)
     padded = pad_image(image, layout)
     layers = objective.style_layers
@@ -90,13 +89,23 @@ def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None,
     def body(acc, o, i):
         windows = chunk_windows(padded, o, layout, blocking)
         feats = window_features(params, windows, o, layout, objective, layers)
-        sums = {n: gram_sums(feats[n], block_weights(layout, n, o, i, masks)) for n in layers}
+        sums = {n: summed(feats[n], block_weights(layout, n, o, i, masks), n) for n in layers}
         return sums if acc is None else jax.tree.map(jnp.add, acc, sums)
 
     zero = jax.eval_shape(lambda: body(None, origins[0], inner[0]))
-    sums = scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner)
+    return scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner), masks
+
+
+@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
+def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
+                        layout: BlockLayout, blocking: Blocking) -> dict:
+    """Style Gram matrices of an image (any size), block by block: {layer: [C, C]}; with ``mask``
+    [H, W] (the style image's own) those of that region, as
+    :func:`~jaxstyle.objective.targets.style_targets` makes them."""
+    sums, masks = _style_sums(params, image, mask, objective, layout, blocking,
+                              lambda feats, weight, _: gram_sums(feats, weight))
     out = {}
-    for n in layers:
+    for n in objective.style_layers:
         h, w = layer_shape(layout, n)
         out[n] = sums[n] / (h * w) if masks is None else sums[n][0] / jnp.maximum(jnp.sum(masks[n][0]), 1e-6)
     return out
@@ -108,33 +117,13 @@ def blocked_style_moments(params, image: jax.Array, mask: jax.Array | None = Non
     """Style :class:`~jaxstyle.objective.statistics.Moments` of an image (any size), block by block:
     {layer: Moments}, as :func:`~jaxstyle.objective.targets.style_parts` makes them for "w2". Two
     passes: the means, then the sums about them (centred, as ``moments`` centres, for precision)."""
-    origins, inner = layout.chunks(blocking.per_chunk)
-    padded = pad_image(image, layout)
-    layers = objective.style_layers
-    masks = None
-    if mask is not None:
-        masks = pad_targets({"content": {}, "masks": layer_masks(mask[None], layers)}, layout)["masks"]
+    def about(centers):
+        def summed(feats, weight, name):  # a mask's one region: its weights [B, h, w]
+            return moment_block_sums(feats, weight[:, 0] if weight.ndim == 4 else weight, centers[name])
 
-    def sums(centers):
-        def body(acc, o, i):
-            windows = chunk_windows(padded, o, layout, blocking)
-            feats = window_features(params, windows, o, layout, objective, layers)
-            part = {n: moment_block_sums(feats[n], _first_region(block_weights(layout, n, o, i, masks)), centers[n])
-                    for n in layers}
-            return part if acc is None else jax.tree.map(jnp.add, acc, part)
+        sums, _ = _style_sums(params, image, mask, objective, layout, blocking, summed)
+        return {n: s._replace(center=centers[n] + jnp.zeros_like(s.first)) for n, s in sums.items()}
 
-        zero = jax.eval_shape(lambda: body(None, origins[0], inner[0]))
-        total = scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner)
-        return {n: s._replace(center=centers[n].astype(s.first.dtype)) for n, s in total.items()}
-
-    channels = {n: s.shape[-1] for n, s in jax.eval_shape(lambda: window_features(
-        params, padded[None, : layout.unit, : layout.unit], jnp.zeros((1, 2), jnp.int32), layout, objective,
-        layers)).items()}
-    first = sums({n: jnp.zeros((c,), jnp.float32) for n, c in channels.items()})
+    first = about(dict.fromkeys(objective.style_layers, jnp.float32(0)))  # about 0: the means
     means = {n: jax.lax.stop_gradient(s.first / jnp.maximum(s.weight, 1e-6)) for n, s in first.items()}
-    return {n: moments_from_sums(s) for n, s in sums(means).items()}
-
-
-def _first_region(weight: jax.Array) -> jax.Array:
-    """Block weights [B, h, w] of a style image's own mask (its one region), or the inner regions as they are."""
-    return weight[:, 0] if weight.ndim == 4 else weight
+    return {n: moments_from_sums(s) for n, s in about(means).items()}
