@@ -64,8 +64,9 @@ def matched_config(iterations: int = 300, scales: tuple[int, ...] = (), scale_it
     our range penalty is zero for images inside [0, 1], which is where outputs are scored.
     """
     channels = [CONV_KERNEL_SHAPES[f"conv{n[4]}_1"][3] for n in DEFAULT_STYLE_LAYERS]
-    return StyleConfig(content_weight=0.01, style_weight=1.0, tv_weight=0.0, iterations=iterations,
-                       content_layer_weights=(1.0,), style_layer_weights=tuple(40.0 / n**2 for n in channels),
+    return StyleConfig(style_loss="gram", content_weight=0.01, style_weight=1.0, tv_weight=0.0,
+                       iterations=iterations, content_layer_weights=(1.0,),
+                       style_layer_weights=tuple(40.0 / n**2 for n in channels),
                        scales=scales, scale_iterations=scale_iterations)
 
 
@@ -164,7 +165,7 @@ def jaxstyle_cli(images: tuple[Path, Path], size: int, steps: int, out: Path, we
     content, style = images
     return [sys.executable, "-m", "jaxstyle", "stylize", str(content), str(style), "-o", str(out), "--overwrite",
             "--quiet", "--iterations", str(steps), "--weights", str(weights),
-            "--content-weight", "0.01", "--style-weight", "1", "--tv-weight", "0",
+            "--style-loss", "gram", "--content-weight", "0.01", "--style-weight", "1", "--tv-weight", "0",
             "--style-layer-weights", ",".join(repr(w) for w in config.style_layer_weights),
             "--style-size", str(max(Image.open(style).size)),  # as prepared: nothing is resized
             *(stages if scales else ["--size", str(size)])]

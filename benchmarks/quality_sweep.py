@@ -47,13 +47,22 @@ from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks import quality
 from benchmarks.machine import machine_info
+from benchmarks.schedules import kc_timed_run
 from benchmarks.step_time import SHARED
 
-# One line per style loss: the StyleConfig fields that select it (the defaults are Gatys' Gram loss).
+# One line per method: the StyleConfig fields that select it (the default's other fields are kept).
 METHODS: dict[str, dict] = {
-    "gram": {},
-    # "w2": {"style_loss": "w2"},
-    # "sliced": {"style_loss": "sliced"},
+    "gram": {"style_loss": "gram"},
+    "w2": {"style_loss": "w2"},
+    "sliced": {"style_loss": "sliced"},
+    # schedules (a 256 px run): KC's sqrt(2)-spaced coarse-to-fine from 128 px, and Adam
+    "w2-c2f": {"style_loss": "w2", "scales": (128, 181), "scale_iterations": 40},
+    "w2-adam": {"style_loss": "w2", "optimizer": "adam"},
+    "w2-adam-c2f": {"style_loss": "w2", "optimizer": "adam", "scales": (128, 181), "scale_iterations": 100},
+    "gram-c2f": {"style_loss": "gram", "scales": (128, 181), "scale_iterations": 40},
+    # Crowson's whole schedule (benchmarks.schedules): Adam with moments carried across sqrt(2) scales, EMA output
+    "w2-kc": {"style_loss": "w2", "schedule": "kc", "scale_iterations": 40},
+    "gram-kc": {"style_loss": "gram", "schedule": "kc", "scale_iterations": 40},
 }
 ENDLESS = 1_000_000  # the step budget of a timed run: time stops it, never this
 
@@ -107,7 +116,9 @@ def resolve_pairs(text: str, folder: Path = SHARED) -> list[tuple[Path, Path]]:
 def style_config(method_options: dict, style_weight: float, iterations: int):
     from jaxstyle import StyleConfig
 
-    options = {k: v for k, v in method_options.items() if k != "weight_scale"}
+    options = {k: v for k, v in method_options.items() if k not in ("weight_scale", "schedule")}
+    if method_options.get("schedule") == "kc":  # its own scales (benchmarks.schedules)
+        options.pop("scale_iterations", None)
     weight = style_weight * float(method_options.get("weight_scale", 1.0))
     return StyleConfig(**{**options, "style_weight": weight, "iterations": iterations})
 
@@ -175,13 +186,21 @@ def sweep(pairs: list[tuple[Path, Path]], methods: dict[str, dict], weights: lis
         warm = {}
         for method, options in methods.items():  # compile every method's programs before any clock runs
             start = time.perf_counter()
-            stylize(content, style, vgg=vgg, config=style_config(options, weights[0], 2 * check_every),
-                    callback_every=check_every)
+            if options.get("schedule") == "kc":
+                kc_timed_run(content, style, style_config(options, weights[0], 1), 1e9, vgg=vgg,
+                             scale_iterations=check_every, check_every=check_every, last_iterations=check_every)
+            else:
+                stylize(content, style, vgg=vgg, config=style_config(options, weights[0], 2 * check_every),
+                        callback_every=check_every)
             warm[method] = time.perf_counter() - start
         for weight in weights:  # methods in turn within each weight: a drift in the machine's load hits all alike
             for method, options in methods.items():
-                run = timed_run(content, style, style_config(options, weight, ENDLESS), seconds, vgg=vgg,
-                                check_every=check_every)
+                if options.get("schedule") == "kc":
+                    run = kc_timed_run(content, style, style_config(options, weight, 1), seconds, vgg=vgg,
+                                       scale_iterations=options["scale_iterations"], check_every=check_every)
+                else:
+                    run = timed_run(content, style, style_config(options, weight, ENDLESS), seconds, vgg=vgg,
+                                    check_every=check_every)
                 image = run.pop("image")
                 images[(pair, method, weight)] = image
                 entry = {"pair": pair, "method": method, "style_weight": weight, "size": list(image.shape[:2]),

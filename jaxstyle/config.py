@@ -137,10 +137,12 @@ class StyleConfig:
     ``"auto"``: Winograd for the layers where it measured faster on this backend (on CPUs the
     layers with 256 or more input channels, conv3_2 onwards; on GPUs/TPUs none, their compilers
     pick their own algorithms). Values agree to ~2e-5 relative.
-    ``style_loss`` is the comparison of each style layer's statistics: ``"gram"`` (the paper's Gram
-    matrices, above), ``"w2"`` (Wasserstein-2 between Gaussians, :mod:`jaxstyle.objective.statistics`)
-    or ``"sliced"`` (sliced Wasserstein, :mod:`jaxstyle.objective.sliced`); the last two are scaled
-    so that the default ``style_weight`` pulls as hard as Gram's (:mod:`jaxstyle.objective.style_losses`).
+    ``style_loss`` is the comparison of each style layer's statistics: ``"w2"`` (the default:
+    Wasserstein-2 between Gaussians, :mod:`jaxstyle.objective.statistics`; it won the equal-time
+    comparison of benchmarks/quality_sweep.py), ``"gram"`` (the paper's Gram matrices, above: what
+    our PyTorch comparisons match) or ``"sliced"`` (sliced Wasserstein, :mod:`jaxstyle.objective.sliced`);
+    W2 and sliced are scaled so that the default ``style_weight`` pulls as hard as Gram's
+    (:mod:`jaxstyle.objective.style_losses`).
     ``normalize_gradients`` divides each loss layer's gradient by its L1 norm before
     weighting it (jcjohnson/neural-style); the loss value is unchanged, so the gradient is
     no longer the loss's: it suits Adam better than L-BFGS's line search.
@@ -171,7 +173,7 @@ class StyleConfig:
     init_noise_blend: float = 0.0
     normalize_gradients: bool = False
     conv: str = "auto"
-    style_loss: str = "gram"
+    style_loss: str = "w2"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731

@@ -112,7 +112,7 @@ def style_config(args, default_coarse: bool = True) -> StyleConfig:
         init=getattr(args, "init", "content") if getattr(args, "init", None) in INITS else "content",
         seed=args.seed, style_blend=getattr(args, "style_blend", None), preserve_colors=args.preserve_colors,
         init_noise_blend=getattr(args, "init_noise_blend", 0.0), normalize_gradients=args.normalize_gradients,
-        style_loss=getattr(args, "style_loss", "gram"))
+        style_loss=getattr(args, "style_loss", StyleConfig.style_loss))
 
 
 def default_scales_line(args) -> str:

@@ -86,9 +86,9 @@ def add_style_options(st: argparse.ArgumentParser) -> None:
     st.add_argument("--style-layer-weights", type=floats, default=None,
                     help="one weight per style layer (default: equal, summing to 1)")
     st.add_argument("--style-loss", choices=STYLE_LOSSES, default=StyleConfig.style_loss,
-                    help="how style statistics are compared: gram (Gatys et al., the default), w2 "
-                         "(Wasserstein-2 between Gaussian fits, Crowson) or sliced (sliced Wasserstein, Heitz et al.); "
-                         "w2 and sliced refuse block-by-block evaluation")
+                    help="how style statistics are compared: w2 (Wasserstein-2 between Gaussian fits, Crowson; "
+                         "the default), gram (Gatys et al.'s Gram matrices, the paper's method) or sliced (sliced "
+                         "Wasserstein, Heitz et al.; refuses block-by-block evaluation)")
     st.add_argument("--normalize-gradients", action="store_true",
                     help="divide each loss layer's gradient by its L1 norm before weighting it "
                          "(jcjohnson/neural-style); best with --optimizer adam")

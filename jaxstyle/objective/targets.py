@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.model.vgg import VGG19
-from jaxstyle.objective.blocks import Blocking, blocked_content_features, blocked_style_grams, pad_targets
+from jaxstyle.objective.blocks import (
+    Blocking,
+    blocked_content_features,
+    blocked_style_grams,
+    blocked_style_moments,
+    pad_targets,
+)
 from jaxstyle.objective.inputs import PairInputs
 from jaxstyle.objective.losses import gram_matrix, masked_gram_matrix
 from jaxstyle.objective.masks import layer_masks, region_masks
@@ -174,6 +180,9 @@ def stage_targets(params, pair: PairInputs, objective: Objective, shape: tuple[i
                                                                           objective.winograd_layers)
             if style_layout is None:
                 return style_parts_jit(params, image, objective=objective, mask=m)
+            if objective.style_loss == "w2":
+                return blocked_style_moments(params, image, m, objective=objective, layout=style_layout,
+                                             blocking=blocking)
             if not gram:
                 require_whole(objective.style_loss, "a style image evaluated block by block")
             return blocked_style_grams(params, image, m, objective=objective, layout=style_layout, blocking=blocking)

@@ -90,13 +90,21 @@ def test_judged_images_share_the_working_size():
 
 
 def test_parse_methods():
-    assert quality_sweep.parse_methods("gram") == {"gram": {}}
+    assert quality_sweep.parse_methods("gram,w2") == {"gram": {"style_loss": "gram"}, "w2": {"style_loss": "w2"}}
     assert quality_sweep.parse_methods("gram,adam:optimizer='adam':weight_scale=10") == {
-        "gram": {}, "adam": {"optimizer": "adam", "weight_scale": 10}}
+        "gram": {"style_loss": "gram"}, "adam": {"optimizer": "adam", "weight_scale": 10}}
     with pytest.raises(ValueError, match="expected a method in"):
         quality_sweep.parse_methods("nope")
     config = quality_sweep.style_config({"optimizer": "adam", "weight_scale": 10}, 1e-3, 7)
     assert (config.optimizer, config.style_weight, config.iterations) == ("adam", pytest.approx(1e-2), 7)
+
+
+def test_crowson_scales_are_sqrt2_apart_from_128_px():
+    from benchmarks.schedules import kc_scales
+
+    assert kc_scales(256) == [128, 181, 256]
+    assert kc_scales(512) == [128, 181, 256, 362, 512]
+    assert kc_scales(128) == [128] and kc_scales(100) == [100]
 
 
 def test_resolve_pairs(tmp_path):

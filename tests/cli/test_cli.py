@@ -13,7 +13,7 @@ from PIL import Image
 from jaxstyle.cli import main
 from tests.helpers import ROOT, one_line_error, smooth_image
 
-FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
+FAST = ["--style-loss", "gram", "--size", "32", "--iterations", "4", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--quiet"]
 
 

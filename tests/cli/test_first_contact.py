@@ -14,8 +14,10 @@ from jaxstyle.examples import CONTENT, NAMES, STYLE, example_path
 from jaxstyle.io.images import load_image
 from tests.helpers import one_line_error, smooth_image
 
-SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=4, style_weight=1.0)
-FAST = ["--size", "32", "--iterations", "4", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=4, style_weight=1.0,
+             style_loss="gram")
+FAST = ["--style-loss", "gram",
+        "--size", "32", "--iterations", "4", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet"]
 
 

@@ -14,7 +14,7 @@ from jaxstyle.io import video as video_io
 from tests.clips import make_clip
 from tests.helpers import ROOT, one_line_error
 
-FAST = ["--size", "64", "--iterations", "2", "--first-iterations", "2", "--style-weight", "0.1"]
+FAST = ["--style-loss", "gram", "--size", "64", "--iterations", "2", "--first-iterations", "2", "--style-weight", "0.1"]
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from jaxstyle.cli import video as video_cli
 from tests.clips import make_clip
 from tests.helpers import ROOT, drive_preview
 
-FAST = ["--size", "64", "--iterations", "2", "--first-iterations", "2", "--style-weight", "0.1"]
+FAST = ["--style-loss", "gram", "--size", "64", "--iterations", "2", "--first-iterations", "2", "--style-weight", "0.1"]
 
 
 def test_an_interrupt_names_the_work_folder_of_an_output_folder_given_with_a_slash(env, images, tmp_path, capsys,

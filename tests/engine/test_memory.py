@@ -16,9 +16,11 @@ from jaxstyle.optim import optimizer_from_factory
 
 @pytest.mark.parametrize("config", [StyleConfig(), StyleConfig(remat=True), StyleConfig(optimizer="adam"),
                                     StyleConfig(precision="bfloat16"), StyleConfig(conv="direct"),
+                                    StyleConfig(style_loss="w2"), StyleConfig(style_loss="sliced", conv="direct"),
                                     "tests.engine.test_memory_optimizers:adam_factory",
                                     "tests.engine.test_memory_optimizers:optax_lbfgs_factory"],
-                         ids=["default", "remat", "adam", "bfloat16", "direct", "factory-adam", "factory-optax-lbfgs"])
+                         ids=["default", "remat", "adam", "bfloat16", "direct", "w2", "sliced", "factory-adam",
+                              "factory-optax-lbfgs"])
 def test_estimate_is_within_25_percent_of_the_compiled_analysis(random_vgg, config):
     if isinstance(config, str):  # a module:factory optimizer, as the CLI makes it
         config = StyleConfig(optimizer=optimizer_from_factory(config))

@@ -14,7 +14,8 @@ from jaxstyle.cli import main
 from jaxstyle.optim import Optimizer, adam, init_loop, make_optimizer, optimizer_from_factory, run_steps
 from tests.helpers import smooth_image
 
-SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0)
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=5, style_weight=1.0,
+             style_loss="gram")
 
 
 @pytest.fixture(scope="module")

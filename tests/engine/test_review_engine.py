@@ -14,7 +14,8 @@ from jaxstyle import StyleConfig, stylize, stylize_batch
 from jaxstyle.engine import memory as memory_module
 from tests.helpers import smooth_image
 
-SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=4, style_weight=1.0)
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=4, style_weight=1.0,
+             style_loss="gram")
 
 
 class FakeDevice:

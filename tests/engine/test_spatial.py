@@ -21,7 +21,7 @@ SPATIAL = textwrap.dedent("""
     k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
     vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()
     config = StyleConfig(content_layers=("relu3_1",), style_layers=("relu1_1", "relu2_1", "relu3_1"),
-                         iterations=5, style_weight=1.0, scales=(24,), scale_iterations=2)
+                         iterations=5, style_weight=1.0, scales=(24,), scale_iterations=2, style_loss="gram")
     content, style = smooth_image(40, 48, 1), smooth_image(36, 30, 2)
     mesh = spatial_mesh(40, 48)
     assert dict(mesh.shape) == {"height": 2, "width": 2}, mesh.shape

@@ -10,7 +10,7 @@ from jaxstyle.engine.run import run_chunk
 from tests.helpers import smooth_image
 
 SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6,
-             style_weight=1.0)
+             style_weight=1.0, style_loss="gram")
 
 
 @pytest.fixture(scope="module")

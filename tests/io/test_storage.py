@@ -21,7 +21,8 @@ from tests.helpers import smooth_image
 
 fsspec = pytest.importorskip("fsspec")
 
-FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+FAST = ["--style-loss", "gram",
+        "--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet"]
 
 

@@ -19,7 +19,8 @@ from jaxstyle.cli import main
 from jaxstyle.jobs.manifest import Pair, process_share, read_manifest
 from tests.helpers import ROOT, smooth_image
 
-FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+FAST = ["--style-loss", "gram",
+        "--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet", "--batch-size", "2"]
 
 

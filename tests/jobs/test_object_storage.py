@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow  # every test here talks to a moto S3 server proce
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
-FAST = ["--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+FAST = ["--style-loss", "gram",
+        "--size", "32", "--iterations", "3", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
         "--quiet", "--batch-size", "1"]
 SECRET = "dummy-secret-never-printed"
 

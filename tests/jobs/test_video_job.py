@@ -17,7 +17,7 @@ from jaxstyle.jobs.video import VideoJob, run_video, work_folder
 from tests.clips import FPS, RATE, decoded_audio, make_clip
 from tests.helpers import smooth_image
 
-FAST = StyleConfig(iterations=3, style_weight=1e-1)
+FAST = StyleConfig(iterations=3, style_weight=1e-1, style_loss="gram")
 VIDEO = VideoConfig(first_iterations=3)
 
 

@@ -14,11 +14,12 @@ import pytest
 from jaxstyle.config import StyleConfig
 from jaxstyle.objective import blocks
 from jaxstyle.objective.masks import layer_masks, region_masks
-from jaxstyle.objective.targets import content_targets, style_targets
+from jaxstyle.objective.targets import content_targets, layer_sizes, statistic_targets, style_parts, style_targets
 from jaxstyle.objective.terms import Objective, loss_terms, loss_weights
 from tests.helpers import run_on_fake_cpu_devices, smooth_image
 
-SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"))  # halo 6 px on a grid of 2
+# halo 6 px on a grid of 2. Gram: the targets here are Grams (W2 by blocks: test_blocks_w2.py)
+SHALLOW = dict(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), style_loss="gram")
 
 
 def relative(a, b) -> float:
@@ -27,20 +28,25 @@ def relative(a, b) -> float:
 
 
 def both(vgg, config: StyleConfig, shape, block_size, *, pooling="max", content_mask=False, per_chunk=1):
-    """(whole value, whole gradient, blocked value, blocked gradient, layout) at an iterate that overshoots [0, 1]."""
+    """(whole value, whole gradient, blocked value, blocked gradient, layout) at an iterate that overshoots [0, 1],
+    for the config's style loss (Gram or W2: the losses blocks evaluate)."""
     vgg = dataclasses.replace(vgg, pooling=pooling)
     objective = Objective.build(config, vgg)
     params = objective.params(vgg)
     h, w = shape
     content = jnp.asarray(smooth_image(h, w, 1))
     targets = {"content": content_targets(params, content, objective)}
+    styles = [jnp.asarray(smooth_image(30, 26, s)) for s in ((2, 3) if content_mask else (2,))]
+    if objective.style_loss == "gram":
+        grams = [style_targets(params, style, objective) for style in styles]
+        targets["style"] = jax.tree.map(lambda *g: jnp.stack(g), *grams) if content_mask else grams[0]
+    else:  # one target per region, or the one style's (targets.statistic_targets, as stage_targets makes them)
+        parts = [style_parts(params, style, objective) for style in styles]
+        targets["style"] = statistic_targets(parts, (1.0,) * len(parts), objective,
+                                             layer_sizes(params, shape, objective), content_mask)
     if content_mask:
         grey = np.linspace(0, 1, w, dtype=np.float32)[None].repeat(h, 0)
-        grams = [style_targets(params, jnp.asarray(smooth_image(30, 26, s)), objective) for s in (2, 3)]
-        targets["style"] = jax.tree.map(lambda *g: jnp.stack(g), *grams)
         targets["masks"] = layer_masks(region_masks(grey, 2), objective.style_layers)
-    else:
-        targets["style"] = style_targets(params, jnp.asarray(smooth_image(30, 26, 2)), objective)
     weights = loss_weights(config)
     x = jnp.asarray(smooth_image(h, w, 3)) * 1.1 - 0.05
     whole_value, whole_grad = jax.jit(jax.value_and_grad(
@@ -95,7 +101,7 @@ def test_value_and_gradient_equal_the_whole_image(random_vgg, shape, block):
 def test_default_layers_equal_the_whole_image(random_vgg):
     """relu5_1 and relu4_2 (halo 80 px), an image off the pooling grid, 4x3 blocks."""
     value, grad, blocked_value, blocked_grad, layout = both(
-        random_vgg, StyleConfig(conv="direct", style_weight=1.0), (100, 90), 32)
+        random_vgg, StyleConfig(conv="direct", style_weight=1.0, style_loss="gram"), (100, 90), 32)
     assert layout.reaches_past_image and layout.count == 12
     assert relative(blocked_value, value) <= 1e-5
     assert relative(blocked_grad, grad) <= 1e-4
@@ -106,9 +112,10 @@ def test_winograd_blocks_are_as_close_to_the_whole_image_as_winograd_is_to_the_d
     blocks round as the whole image does, but a ReLU or max that rounding tips the other way still
     changes the gradient locally. Blocks stay within the distance Winograd itself has from the
     direct convolution (here 1.8e-3 vs 1.7e-3 of the norm; on most images both are ~1e-5)."""
-    config = StyleConfig(conv="auto", style_weight=1.0)
+    config = StyleConfig(conv="auto", style_weight=1.0, style_loss="gram")
     value, grad, blocked_value, blocked_grad, layout = both(random_vgg, config, (150, 200), 128)
-    _, direct_grad, *_ = both(random_vgg, StyleConfig(conv="direct", style_weight=1.0), (150, 200), 128)
+    direct = StyleConfig(conv="direct", style_weight=1.0, style_loss="gram")
+    _, direct_grad, *_ = both(random_vgg, direct, (150, 200), 128)
     assert layout.unit == 64 and layout.reaches_past_image
     assert relative(blocked_value, value) <= 1e-5
     assert relative(blocked_grad, grad) <= 1.5 * relative(grad, direct_grad)
@@ -166,7 +173,7 @@ SHARDED = textwrap.dedent("""
     from jaxstyle.config import StyleConfig
     from jaxstyle.engine.sharding import batch_mesh
     from jaxstyle.objective import blocks
-    from jaxstyle.objective.targets import content_targets, style_targets
+    from jaxstyle.objective.targets import content_targets, layer_sizes, statistic_targets, style_parts, style_targets
     from jaxstyle.objective.terms import Objective, loss_weights
     from jaxstyle.model.vgg import CAFFE_PREPROCESSING
     from jaxstyle.weights.formats import VGGWeights
@@ -174,7 +181,8 @@ SHARDED = textwrap.dedent("""
     layers = random_layers(0)
     k, b = layers["conv1_1"]; layers["conv1_1"] = (k / 64.0, b)
     vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "t", "").to_vgg()
-    config = StyleConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2)
+    config = StyleConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2,
+                         style_loss="gram")
     objective = Objective.build(config, vgg)
     params = objective.params(vgg)
     content = jnp.asarray(smooth_image(42, 50, 1))

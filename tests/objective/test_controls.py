@@ -26,7 +26,8 @@ from jaxstyle.objective.targets import style_targets
 from jaxstyle.objective.terms import Objective
 from tests.helpers import smooth_image
 
-SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0)
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=6, style_weight=1.0,
+             style_loss="gram")
 
 
 def tinted(h, w, seed, rgb):
@@ -58,7 +59,7 @@ def test_blended_style_target_is_the_weighted_gram(random_vgg):
     a, b = smooth_image(40, 40, 2), smooth_image(24, 36, 3)
     layers = ("relu1_1", "relu2_1")
     config = StyleConfig(content_layers=("relu2_1",), style_layers=layers, iterations=0, style_weight=1.0,
-                         style_blend=(0.7, 0.3))
+                         style_blend=(0.7, 0.3), style_loss="gram")  # W2 blends: test_style_loss_wiring.py
     result = stylize(content, [a, b], config=config, vgg=random_vgg)
     ga, gb = style_grams(random_vgg, a, layers), style_grams(random_vgg, b, layers)
     mine = style_grams(random_vgg, content, layers)

@@ -149,7 +149,7 @@ def test_w2_hand_computed_one_channel():
     np.testing.assert_allclose(got, 16.0 + 1.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("backward", ["lyapunov", "unrolled"])
+@pytest.mark.parametrize("backward", ["trace", "lyapunov", "unrolled"])
 def test_w2_gradients_match_finite_differences(backward):
     with jax.enable_x64(True):
         f, g = jnp.asarray(_feats(9, (3, 4, 4))), jnp.asarray(_feats(10, (4, 4, 4), offset=1.0))
@@ -188,7 +188,7 @@ def test_low_precision_features_against_float64(dtype, rtol):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize("backward", ["lyapunov", "unrolled"])
+@pytest.mark.parametrize("backward", ["trace", "lyapunov", "unrolled"])
 def test_ill_conditioned_covariances_give_finite_gradients(dtype, backward):
     # Fewer pixels (4) than channels (16): rank-deficient covariance, and a dead channel in the style.
     f = _feats(16, (2, 2, 16), offset=2.0)
@@ -261,3 +261,32 @@ def test_blocked_loss_and_gradient_equal_the_whole():
         _, pull = jax.vjp(lambda x: moment_sums(x, None, target.mean), f[r])
         pieces.append(pull(cotangent)[0])
     np.testing.assert_allclose(jnp.concatenate(pieces), grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("style", ["one pixel", "flat colour", "all zero"])
+def test_a_style_without_variance_gives_finite_values_and_gradients(style):
+    """A style layer of one pixel (a small style image at relu5_1), a flat colour or dead features:
+    its covariance is 0, the ridge's floor keeps the square root's gradient finite (it was NaN)."""
+    g = {"one pixel": _feats(18, (1, 1, 8), offset=1.0), "flat colour": np.full((4, 4, 8), 3.0, np.float32),
+         "all zero": np.zeros((4, 4, 8), np.float32)}[style]
+    target = w2_target(moments(jnp.asarray(g)))
+    for f in (_feats(19, (5, 6, 8), offset=1.0), np.full((5, 6, 8), 2.0, np.float32)):
+        loss, grad = jax.value_and_grad(w2_style_loss)(jnp.asarray(f), target)
+        assert np.isfinite(float(loss)) and np.all(np.isfinite(np.asarray(grad)))
+        mean_term = np.mean(np.sum((f.reshape(-1, 8).mean(0) - g.reshape(-1, 8).mean(0)) ** 2)) / 8
+        assert float(loss) >= mean_term * (1 - 1e-4)
+
+
+def test_trace_sqrtm_gradient_is_half_the_inverse_root_in_float64():
+    """d tr(A^1/2)/dA = A^-1/2 / 2 (scipy, float64) from the forward iteration's Z; values as the full root's."""
+    from jaxstyle.objective.statistics import trace_sqrtm
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 40))
+    a = x @ x.T / 40 + 0.05 * np.eye(12)
+    value, grad = jax.value_and_grad(trace_sqrtm)(jnp.asarray(a, jnp.float32))
+    root = scipy.linalg.sqrtm(a).real
+    np.testing.assert_allclose(float(value), np.trace(root), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad), 0.5 * np.linalg.inv(root), rtol=2e-3, atol=2e-4)
+    check_grads(lambda m: trace_sqrtm(0.5 * (m + m.T)), (jnp.asarray(a, jnp.float32),), order=1, modes=["rev"],
+                atol=1e-2, rtol=1e-2)

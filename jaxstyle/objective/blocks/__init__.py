@@ -11,7 +11,9 @@ every convolution's input is zeroed there as the image's own padding is
 
 * Pass 1 (the value): each style layer's Gram sum ``sum F^T F`` over the blocks' inner regions
   (one per region under a content mask) and the content layers' squared differences; the style
-  loss of the summed Grams is the whole image's.
+  loss of the summed Grams is the whole image's. For ``style_loss="w2"`` the sums are the
+  moments' (``sum w``, ``sum w (F - c)``, ``sum w (F - c)(F - c)^T`` about the target's mean ``c``),
+  from which the W2 loss is the whole image's too; "sliced" (a sort of every pixel) is refused.
 * Pass 2 (the gradient): with ``D = dE/dG`` of the *global* Grams, each block's surrogate
   ``<D, F_b^T F_b> + content_b`` has, over the block's inner features, the gradient of the whole
   objective; its vector-Jacobian product through the window is added into the image's gradient at
@@ -46,9 +48,15 @@ from jaxstyle.objective.blocks.layout import (
                                               receptive_halo,
 )
 from jaxstyle.objective.blocks.passes import blocked_loss_terms, network_terms
-from jaxstyle.objective.blocks.targets import blocked_content_features, blocked_style_grams, pad_targets
+from jaxstyle.objective.blocks.targets import (
+    blocked_content_features,
+    blocked_style_grams,
+    blocked_style_moments,
+    pad_targets,
+)
 from jaxstyle.objective.blocks.windows import add_windows, cut_region_windows, cut_windows, inner_masks, window_features
 
 __all__ = ["MIN_BLOCK_UNITS", "AxisBlocks", "BlockLayout", "Blocking", "add_windows", "axis_blocks", "block_layout",
-           "blocked_content_features", "blocked_loss_terms", "blocked_style_grams", "cut_region_windows",
-           "cut_windows", "inner_masks", "network_terms", "pad_targets", "receptive_halo", "window_features"]
+           "blocked_content_features", "blocked_loss_terms", "blocked_style_grams", "blocked_style_moments",
+           "cut_region_windows", "cut_windows", "inner_masks", "network_terms", "pad_targets", "receptive_halo",
+           "window_features"]

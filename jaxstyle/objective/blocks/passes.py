@@ -21,12 +21,16 @@ from jaxstyle.objective.blocks.windows import (
     gram_sums,
     inner_masks,
     layer_shape,
+    moment_block_sums,
+    moment_sums_gradient,
     pad_image,
     scan_chunks,
     window_features,
     window_shape,
 )
 from jaxstyle.objective.losses import gram_style_loss, region_style_loss
+from jaxstyle.objective.statistics import w2_loss_from_sums
+from jaxstyle.objective.style_losses import W2_SCALE
 from jaxstyle.objective.terms import Objective, pixel_terms, with_total
 
 
@@ -45,7 +49,12 @@ def _statistics(params, x_padded, targets, objective, layout, blocking, origins,
 
 def _partial_sums(feats, targets, objective, layout, origins, inner):
     masks = targets.get("masks")
-    grams = {n: gram_sums(feats[n], block_weights(layout, n, origins, inner, masks)) for n in objective.style_layers}
+    if objective.style_loss == "w2":  # moments about the target's mean (one per region)
+        grams = {n: moment_block_sums(feats[n], block_weights(layout, n, origins, inner, masks),
+                                      targets["style"][n].mean) for n in objective.style_layers}
+    else:
+        grams = {n: gram_sums(feats[n], block_weights(layout, n, origins, inner, masks))
+                 for n in objective.style_layers}
     squares = {}
     for n in objective.content_layers:
         level, shape = poolings_before(n), window_shape(layout, n)
@@ -64,12 +73,14 @@ def _content_value(squares, targets, weights, objective, layout):
 
 
 def _style_value(grams, targets, weights, objective, layout):
-    """The style term, weighted, from the whole image's Gram sums."""
+    """The style term, weighted, from the whole image's Gram sums (moment sums for "w2")."""
     masks = targets.get("masks")
     style = 0.0
     for i, n in enumerate(objective.style_layers):
         h, w = layer_shape(layout, n)
-        if masks is None:
+        if objective.style_loss == "w2":
+            loss = W2_SCALE * _w2_value(grams[n], targets["style"][n], None if masks is None else masks[n], h * w)
+        elif masks is None:
             loss = gram_style_loss(grams[n] / (h * w), targets["style"][n])
         else:
             area = jnp.sum(masks[n], axis=(1, 2))
@@ -77,6 +88,16 @@ def _style_value(grams, targets, weights, objective, layout):
                                      area / (h * w))
         style = style + weights["style_layer_weights"][i] * loss
     return weights["style_weight"] * style
+
+
+def _w2_value(sums, target, masks, pixels):
+    """A layer's W2 loss from its moment sums, as statistics.w2_style_loss / masked_w2_style_loss give it
+    (the sums were taken about the target's mean: the centre summed over the chunks is replaced by it)."""
+    sums = sums._replace(center=target.mean.astype(sums.first.dtype))
+    if masks is None:
+        return w2_loss_from_sums(sums, target)
+    losses = jax.vmap(w2_loss_from_sums)(sums, target)
+    return jnp.sum(jnp.sum(masks, axis=(1, 2)) / pixels * losses)
 
 
 def _pass_sums(params, x_padded, targets, objective, layout, blocking):
@@ -110,9 +131,12 @@ def _surrogate_gradients(feats, targets, weights, objective, layout, origins, in
     for n in objective.style_layers:
         f = feats[n]
         acc = accumulation(f.dtype)
+        weight = block_weights(layout, n, origins, inner, masks)
+        if objective.style_loss == "w2":
+            style[n] = moment_sums_gradient(f, weight, targets["style"][n].mean, style_cotangent[n]).astype(f.dtype)
+            continue
         d = style_cotangent[n]
         both = (d + jnp.swapaxes(d, -1, -2)).astype(f.dtype)
-        weight = block_weights(layout, n, origins, inner, masks)
         if weight.ndim == 3:
             grad = weight[..., None] * jnp.einsum("bhwi,ij->bhwj", f, both, preferred_element_type=acc)
         else:

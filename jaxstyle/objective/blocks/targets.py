@@ -1,6 +1,7 @@
 """Targets for and from a blocked stage: content features and region masks padded to the layout's
 padded size (:func:`pad_targets`), and an image's content features and style Grams computed block
-by block (:func:`blocked_content_features`, :func:`blocked_style_grams`) where the image is too
+by block (:func:`blocked_content_features`, :func:`blocked_style_grams`, and for "w2"
+:func:`blocked_style_moments`) where the image is too
 large to pass through the network whole."""
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from jaxstyle.objective.blocks.windows import (
     gram_sums,
     inner_masks,
     layer_shape,
+    moment_block_sums,
     pad_image,
     scan_chunks,
     window_features,
     window_shape,
 )
 from jaxstyle.objective.masks import layer_masks
+from jaxstyle.objective.statistics import moments_from_sums
 from jaxstyle.objective.terms import Objective
 
 
@@ -71,12 +74,11 @@ def blocked_content_features(params, image: jax.Array, *, objective: Objective, 
     return scan_chunks(body, zero, origins, inner)
 
 
-@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
-def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
-                        layout: BlockLayout, blocking: Blocking) -> dict:
-    """Style Gram matrices of an image (any size), block by block: {layer: [C, C]}; with ``mask``
-    [H, W] (the style image's own) those of that region, as
-    :func:`~jaxstyle.objective.targets.style_targets` makes them."""
+def _style_sums(params, image: jax.Array, mask: jax.Array | None, objective: Objective, layout: BlockLayout,
+                blocking: Blocking, summed) -> tuple[dict, dict | None]:
+    """Each style layer's ``summed(features, block weights, layer)`` added over the blocks of a style
+    image, and the image's own mask at each layer ({layer: [1, h, w]}, padded; None without one).
+    Under a mask the block weights are [B, 1, h, w] (the mask's one region)."""
     origins, inner = layout.chunks(blocking.per_chunk)
     padded = pad_image(image, layout)
     layers = objective.style_layers
@@ -87,13 +89,41 @@ def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None,
     def body(acc, o, i):
         windows = chunk_windows(padded, o, layout, blocking)
         feats = window_features(params, windows, o, layout, objective, layers)
-        sums = {n: gram_sums(feats[n], block_weights(layout, n, o, i, masks)) for n in layers}
+        sums = {n: summed(feats[n], block_weights(layout, n, o, i, masks), n) for n in layers}
         return sums if acc is None else jax.tree.map(jnp.add, acc, sums)
 
     zero = jax.eval_shape(lambda: body(None, origins[0], inner[0]))
-    sums = scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner)
+    return scan_chunks(body, jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), zero), origins, inner), masks
+
+
+@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
+def blocked_style_grams(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
+                        layout: BlockLayout, blocking: Blocking) -> dict:
+    """Style Gram matrices of an image (any size), block by block: {layer: [C, C]}; with ``mask``
+    [H, W] (the style image's own) those of that region, as
+    :func:`~jaxstyle.objective.targets.style_targets` makes them."""
+    sums, masks = _style_sums(params, image, mask, objective, layout, blocking,
+                              lambda feats, weight, _: gram_sums(feats, weight))
     out = {}
-    for n in layers:
+    for n in objective.style_layers:
         h, w = layer_shape(layout, n)
         out[n] = sums[n] / (h * w) if masks is None else sums[n][0] / jnp.maximum(jnp.sum(masks[n][0]), 1e-6)
     return out
+
+
+@partial(jax.jit, static_argnames=("objective", "layout", "blocking"))
+def blocked_style_moments(params, image: jax.Array, mask: jax.Array | None = None, *, objective: Objective,
+                          layout: BlockLayout, blocking: Blocking) -> dict:
+    """Style :class:`~jaxstyle.objective.statistics.Moments` of an image (any size), block by block:
+    {layer: Moments}, as :func:`~jaxstyle.objective.targets.style_parts` makes them for "w2". Two
+    passes: the means, then the sums about them (centred, as ``moments`` centres, for precision)."""
+    def about(centers):
+        def summed(feats, weight, name):  # a mask's one region: its weights [B, h, w]
+            return moment_block_sums(feats, weight[:, 0] if weight.ndim == 4 else weight, centers[name])
+
+        sums, _ = _style_sums(params, image, mask, objective, layout, blocking, summed)
+        return {n: s._replace(center=centers[n] + jnp.zeros_like(s.first)) for n, s in sums.items()}
+
+    first = about(dict.fromkeys(objective.style_layers, jnp.float32(0)))  # about 0: the means
+    means = {n: jax.lax.stop_gradient(s.first / jnp.maximum(s.weight, 1e-6)) for n, s in first.items()}
+    return {n: moments_from_sums(s) for n, s in about(means).items()}

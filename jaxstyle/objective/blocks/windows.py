@@ -1,7 +1,8 @@
 """What every pass does with one chunk's windows: cut them from the padded image or targets, run
 the network on them (zeroing past the image as the image's own padding does), weigh their features
 by the blocks' inner regions (and region masks), sum their Grams, and add windows back into a
-whole-image array; :func:`scan_chunks` runs a pass over the chunks."""
+whole-image array; :func:`scan_chunks` runs a pass over the chunks. For ``style_loss="w2"`` each
+style layer sums moments instead of Grams (:func:`moment_block_sums`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 
 from jaxstyle.model.vgg import VGG19Features, poolings_before, preprocess
 from jaxstyle.objective.blocks.layout import Blocking, BlockLayout
+from jaxstyle.objective.statistics import MomentSums
 from jaxstyle.objective.terms import Objective
 
 
@@ -74,6 +76,38 @@ def gram_sums(feats: jax.Array, weight: jax.Array) -> jax.Array:
                           preferred_element_type=acc)
     return jnp.einsum("brhwi,bhwj->rij", feats[:, None] * weight[..., None].astype(feats.dtype), feats,
                       preferred_element_type=acc)
+
+
+def moment_block_sums(feats: jax.Array, weight: jax.Array, center: jax.Array) -> MomentSums:
+    """:func:`~jaxstyle.objective.statistics.moment_sums` of features [B, h, w, C] under weights
+    [B, h, w] about ``center`` [C]; with region weights [B, R, h, w] and centres [R, C], one set
+    of sums per region (every field with a leading R)."""
+    acc = accumulation(feats.dtype)
+    if weight.ndim == 3:
+        c = center.astype(feats.dtype)
+        f = feats - c
+        first = jnp.einsum("bhw,bhwi->i", weight.astype(acc), f.astype(acc))
+        second = jnp.einsum("bhwi,bhwj->ij", f * weight[..., None].astype(f.dtype), f, preferred_element_type=acc)
+        return MomentSums(jnp.sum(weight.astype(acc)), first, second, c.astype(acc))
+    return jax.vmap(lambda w, c: moment_block_sums(feats, w, c), in_axes=(1, 0))(weight, center)
+
+
+def moment_sums_gradient(feats: jax.Array, weight: jax.Array, center: jax.Array, cotangent: MomentSums) -> jax.Array:
+    """d/dF of ``<D1, first> + <D2, second>`` for :func:`moment_block_sums` about ``center`` (``cotangent``
+    holds the D's): ``w (D1 + (F - c)(D2 + D2^T))``, summed over regions -> [B, h, w, C], accumulation dtype."""
+    acc = accumulation(feats.dtype)
+    if weight.ndim == 3:
+        return _moment_gradient(feats, weight, center, cotangent, acc)
+    per_region = jax.vmap(lambda w, c, d: _moment_gradient(feats, w, c, d, acc), in_axes=(1, 0, 0))(
+        weight, center, cotangent)
+    return jnp.sum(per_region, axis=0)
+
+
+def _moment_gradient(feats, weight, center, cotangent, acc):
+    both = (cotangent.second + cotangent.second.T).astype(feats.dtype)
+    f = feats - center.astype(feats.dtype)
+    grad = cotangent.first.astype(acc) + jnp.einsum("bhwi,ij->bhwj", f, both, preferred_element_type=acc)
+    return weight[..., None].astype(acc) * grad
 
 
 def layer_shape(layout: BlockLayout, layer: str) -> tuple[int, int]:
