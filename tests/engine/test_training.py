@@ -17,7 +17,7 @@ from jaxstyle.engine.problem import style_problem
 from jaxstyle.model.transformer import TransformerNet, init_network
 from jaxstyle.objective.color import RGB_TO_YIQ
 from jaxstyle.objective.resample import resize
-from jaxstyle.objective.targets import style_parts_jit
+from jaxstyle.objective.targets import statistic_targets, style_parts_jit
 from jaxstyle.objective.temporal import in_frame, warp
 from jaxstyle.objective.warps import random_flow, temporal_error, warped_input
 from tests.helpers import run_on_fake_cpu_devices, smooth_image
@@ -83,17 +83,33 @@ def test_loss_is_the_objective_stylize_minimises(random_vgg, style_loss):
     assert abs(float(swapped["style"]) - float(terms["style"])) > 1e-3 * float(terms["style"])
 
 
-def test_targets_of_two_styles_are_stacked(random_vgg):
-    _, setup, vgg_params = build(random_vgg, styles=2)
+def assert_same_targets(a, b):
+    """Style targets of one layer (a Gram matrix, W2's moments: any pytree of arrays) alike."""
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+
+
+def targets_of(parts, setup):
+    """One style image's targets from its :func:`style_parts` (Gram's are the parts; W2's are made
+    from the moments), as stylize makes them."""
+    if setup.objective.style_loss == "gram":
+        return parts
+    return statistic_targets([parts], (1.0,), setup.objective, {}, False)
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "w2"])
+def test_targets_of_two_styles_are_stacked(random_vgg, style_loss):
+    _, setup, vgg_params = build(random_vgg, styles=2, style_loss=style_loss)
     big = smooth_image(64, 48, 9)  # resized so that its longer side is the style size
     stacked = training.style_targets_for_training(vgg_params, [style_images(1)[0], big], setup, SIZE)
-    alone = [style_parts_jit(vgg_params, jnp.asarray(style_images(1)[0]), objective=setup.objective),
-             style_parts_jit(vgg_params, resize(jnp.asarray(big), (32, 24)), objective=setup.objective)]
+    alone = [targets_of(style_parts_jit(vgg_params, jnp.asarray(style_images(1)[0]), objective=setup.objective), setup),
+             targets_of(style_parts_jit(vgg_params, resize(jnp.asarray(big), (32, 24)), objective=setup.objective),
+                        setup)]
     for name in setup.objective.style_layers:
-        assert stacked[name].shape[0] == 2
+        assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(stacked[name]))
         for i in range(2):
-            np.testing.assert_allclose(stacked[name][i], alone[i][name], rtol=1e-5, atol=1e-7)
-    assert not np.allclose(stacked["relu1_1"][0], stacked["relu1_1"][1])
+            assert_same_targets(jax.tree.map(lambda leaf, i=i: leaf[i], stacked[name]), alone[i][name])
+    first = jax.tree.leaves(stacked["relu1_1"])[0]
+    assert not np.allclose(first[0], first[1])
     with pytest.raises(ValueError, match="expected 2 style images"):
         training.style_targets_for_training(vgg_params, [big], setup, SIZE)
     with pytest.raises(ValueError, match="style image 1 at 1 px"):
@@ -125,8 +141,9 @@ def test_luminance_trains_on_grey_and_applies_with_the_chroma_back(random_vgg):
     config, setup, vgg_params = build(random_vgg, preserve_colors="luminance")
     targets = training.style_targets_for_training(vgg_params, style_images(1), setup, SIZE)
     grey_style = np.repeat((style_images(1)[0] @ RGB_TO_YIQ[0])[..., None], 3, -1)
-    expected = style_parts_jit(vgg_params, jnp.asarray(grey_style, jnp.float32), objective=setup.objective)
-    np.testing.assert_allclose(targets["relu1_1"][0], expected["relu1_1"], rtol=1e-5, atol=1e-7)
+    expected = targets_of(style_parts_jit(vgg_params, jnp.asarray(grey_style, jnp.float32), objective=setup.objective),
+                          setup)
+    assert_same_targets(jax.tree.map(lambda leaf: leaf[0], targets["relu1_1"]), expected["relu1_1"])
     net_params = init_network(jax.random.key(0), setup.network, SIZE)
     images, mix = contents(2), np.ones((2, 1), np.float32)
     out = training.apply_network(net_params, setup.network, images, mix, preserve_colors="luminance")
@@ -228,7 +245,7 @@ def test_global_batch_on_one_process():
 
 DEVICES_SCRIPT = """
 import json
-import jax, numpy as np
+import jax, numpy as np, optax
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine import training
 from jaxstyle.model.transformer import TransformerNet
@@ -240,14 +257,14 @@ layers = random_layers(0)
 layers["conv1_1"] = (layers["conv1_1"][0] / 64.0, layers["conv1_1"][1])
 vgg = VGGWeights(layers, CAFFE_PREPROCESSING, "random-test", "0" * 64).to_vgg("avg")
 config = StyleConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), conv="direct",
-                     style_weight=1.0)
+                     style_weight=1.0, style_loss="gram")
 setup = training.TrainingSetup.build(config, vgg, TransformerNet(width=4, styles=2, residual_blocks=1),
                                      temporal_weight=0.5)
 vgg_params = setup.objective.params(vgg)
 targets = training.style_targets_for_training(vgg_params, [smooth_image(32, 24, 40), smooth_image(20, 32, 41)],
                                               setup, 32)
 weights = training.training_weights(config, temporal_weight=0.5)
-optimizer = training.make_optimizer(1e-2)
+optimizer = optax.sgd(1e-2)
 images = np.stack([smooth_image(32, 32, i) for i in range(8)])
 index = np.array([0, 1, 1, 0], np.int32)
 out = {}
@@ -278,13 +295,14 @@ print("RESULT" + json.dumps(out))
 
 
 def test_one_two_and_four_devices_train_alike():
-    """Data parallel on fake CPU devices: the same parameters and outputs after 3 Adam steps (to
-    float rounding), the temporal term's flows included; a batch the devices do not divide is
-    refused in one line. Two things would turn rounding into more, so the test avoids them: max
-    pooling (a rounding difference can move its argmax, and the gradient with it: average pooling
-    here), and the residual blocks' last shifts (norm_b beta: the instance norm after the
-    upsampling removes any constant shift, so their gradient is 0 up to rounding, which Adam
-    normalises into steps of up to the learning rate; they change no output)."""
+    """Data parallel on fake CPU devices: the same parameters and outputs after 3 steps (to float
+    rounding), the temporal term's flows included; a batch the devices do not divide is refused in
+    one line. Plain SGD, so that what is compared is the averaged gradient: Adam divides each step
+    by the gradient's running RMS, which turns rounding noise in a gradient that is 0 in exact
+    arithmetic (the residual blocks' last shifts, which the instance norm after the upsampling
+    removes) into steps of the full learning rate. Average pooling (a rounding difference can move
+    max pooling's argmax, and the gradient with it) and the Gram loss (W2's Newton-Schulz iterations
+    amplify rounding) keep rounding at rounding."""
     result = run_on_fake_cpu_devices(DEVICES_SCRIPT, devices=4)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.split("RESULT")[-1])
@@ -294,7 +312,6 @@ def test_one_two_and_four_devices_train_alike():
         assert out[n]["devices"] == int(n) and out[n]["replicated"]
         np.testing.assert_allclose(out[n]["loss"], one["loss"], rtol=1e-5)
         np.testing.assert_allclose(out[n]["output"], one["output"], atol=1e-5, rtol=0)
-        for name, value in one["params"].items():
-            if "norm_b']['beta" not in name:
-                np.testing.assert_allclose(out[n]["params"][name], value, atol=1e-5, rtol=0, err_msg=name)
+        for name, value in one["params"].items():  # moved by up to 2.5e-3; rounding is 1e-7
+            np.testing.assert_allclose(out[n]["params"][name], value, atol=2e-6, rtol=0, err_msg=name)
     assert out["error"] == "expected a global batch divisible by the 4 devices of the mesh, got 6"
