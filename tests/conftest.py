@@ -12,9 +12,20 @@ from PIL import Image
 # Each test compiles for itself (tests/cli/test_cli.py checks the persistent cache on its own); subprocesses inherit it.
 os.environ.setdefault("JAXSTYLE_XLA_CACHE", "off")
 
+import jax  # noqa: E402
+
 from jaxstyle.model.vgg import CAFFE_PREPROCESSING  # noqa: E402
 from jaxstyle.weights.formats import VGGWeights, write_converted  # noqa: E402
 from tests.helpers import random_layers, smooth_image  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Each module's compiled programs go when it ends: XLA:CPU maps each executable's code into
+    memory, and the whole suite's programs in one process passed Linux's 65530 mappings per process
+    (vm.max_map_count), after which compiling segfaulted and small programs gave wrong numbers."""
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
