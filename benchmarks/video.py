@@ -14,6 +14,9 @@ style; ``--iterations`` steps per later frame or pass, twice that for a fresh st
 * ``multipass``: Ruder's multi-pass algorithm (``--passes``, alternating directions);
 * ``parallel``: Jacobi passes, every frame of a pass at once over all devices.
 
+``--model M`` (a ``jaxstyle train`` model) adds ``network``: the model on each frame alone, one
+forward pass each (the objective's terms then come from :func:`jaxstyle.style_problem` per frame).
+
 For each: the warping error of Lai et al. (2018; the output's later frame warped onto the earlier
 with the input's flow, over the input's unoccluded pixels; the input's own as the floor), the mean
 style and content loss of the output frames, and seconds per frame (flows excluded: they are
@@ -57,6 +60,23 @@ def video_config(mode: str, args) -> VideoConfig:
             "parallel": VideoConfig(mode="parallel", passes=args.parallel_passes, **common)}[mode]
 
 
+def network_mode(model_path: str, frames, style, vgg, config: StyleConfig, flows) -> tuple[dict, list]:
+    """A feed-forward model on each frame alone: its warping error, its outputs' objective terms
+    (the video's configuration, as the other modes are scored) and seconds per frame."""
+    from jaxstyle import load_model, style_problem
+
+    model = load_model(model_path)
+    np.asarray(model(frames[0][None]))  # compile
+    begin = time.perf_counter()
+    out = [np.asarray(model(frame[None]))[0] for frame in frames]
+    seconds = time.perf_counter() - begin
+    terms = [style_problem(frame, style, vgg=vgg, config=config).terms(o) for frame, o in zip(frames, out)]
+    return {"model": model_path, "warping_error": temporal_error(out, flows),
+            "style_loss": float(np.mean([float(t["style"]) for t in terms])),
+            "content_loss": float(np.mean([float(t["content"]) for t in terms])),
+            "seconds_per_frame": seconds / len(frames), "seconds": seconds}, out
+
+
 def contact_sheet(rows: dict[str, list[np.ndarray]], columns: list[int], path: Path) -> None:
     h, w = next(iter(rows.values()))[0].shape[:2]
     label = 90
@@ -81,6 +101,7 @@ def main(argv=None) -> None:
     parser.add_argument("--passes", type=int, default=3, help="multipass: passes")
     parser.add_argument("--parallel-passes", type=int, default=4)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--model", default=None, help="a feed-forward model: adds the mode `network`")
     parser.add_argument("--random-weights", action="store_true", help="no real weights needed (timing only)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -115,6 +136,9 @@ def main(argv=None) -> None:
             "steps": int(sum(r.steps for r in result.records))}
         rows[mode] = out
         print(mode, json.dumps(results[mode]), flush=True)
+    if args.model:
+        results["network"], rows["network"] = network_mode(args.model, frames, style, vgg, config, flows)
+        print("network", json.dumps(results["network"]), flush=True)
     base = results.get("independent")
     if base:
         for r in results.values():
