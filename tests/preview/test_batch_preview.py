@@ -26,7 +26,8 @@ def test_a_batch_shows_its_pairs_and_stops_with_the_report_written(env, tmp_path
                                daemon=True)
     watcher.start()
     report = run_batch_job(BatchJob(out_dir=str(tmp_path / "out"), contents=str(photos), styles=str(art),
-                                    config=StyleConfig(iterations=300), size=32, batch_size=1, preview=0),
+                                    config=StyleConfig(iterations=300, style_loss="gram"), size=32, batch_size=1,
+                                    preview=0),
                            notify=said.append)
     watcher.join(10)
     assert seen["total"] == 4 and seen["label"].endswith("/300") and seen["image"] == b"\x89PNG"
