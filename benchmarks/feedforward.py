@@ -63,7 +63,8 @@ def _training_child(size: int, batch: int, steps: int) -> dict:
     optimizer = T.make_optimizer()
     mesh = T.training_mesh()
     state = T.init_train_state(jax.random.key(0), setup, optimizer, size)
-    images = np.asarray(resize(rng.random((batch, size // 4, size // 4, 3), dtype=np.float32), (size, size)))
+    images = np.stack([np.asarray(resize(rng.random((size // 4, size // 4, 3), dtype=np.float32), (size, size)))
+                       for _ in range(batch)])
     index = np.zeros(batch, np.int32)
     key = jax.random.key(1)
     times = []
@@ -92,7 +93,9 @@ def training(devices: list[int], size: int, batch: int, steps: int) -> list[dict
                               cwd=Path(__file__).parent.parent)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
-            rows.append({"devices": count, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]})
+            said = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and not ln.startswith(" ")
+                    and not ln.startswith(("For simplicity", "-----"))]
+            rows.append({"devices": count, "error": said[-1:]})
         else:
             rows.append(json.loads(line[7:]))
         print(rows[-1], flush=True)
