@@ -25,7 +25,7 @@ import numpy as np
 from jaxstyle.config import StyleConfig
 from jaxstyle.engine.training import TrainState
 from jaxstyle.io import images, storage
-from jaxstyle.jobs.video_settings import array_digest, network_digest
+from jaxstyle.jobs.video_settings import array_digest, network_digest, shown_setting
 from jaxstyle.model.vgg import VGG19
 
 FORMAT = 1  # of the settings kept in a checkpoint: a checkpoint of another format is of another jaxstyle
@@ -67,14 +67,6 @@ def training_settings(*, styles: Sequence[np.ndarray], contents: str, content_co
     return json.loads(json.dumps(settings))
 
 
-def _shown(value) -> str:
-    if isinstance(value, list):
-        return ",".join(map(_shown, value)) or "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return "none" if value is None else str(value)
-
-
 def differences(previous: dict, settings: dict, style_names: Sequence[str]) -> list[str]:
     """How the ``previous`` settings differ from these, in words ("size 32, now 48")."""
     if not isinstance(previous, dict) or previous.get("format") != settings["format"] \
@@ -91,15 +83,15 @@ def differences(previous: dict, settings: dict, style_names: Sequence[str]) -> l
             else:
                 found += [f"style image {name} changed" for name, a, b in zip(style_names, old, value) if a != b]
         elif key == "content images":
-            found.append(f"the content images changed ({_shown(previous['content count'])}, now "
+            found.append(f"the content images changed ({shown_setting(previous['content count'])}, now "
                          f"{settings['content count']})")
         elif key == "network":
             found.append("the VGG weights changed")
         elif key == "objective" and isinstance(old, dict):
-            found += [f"{name} {_shown(old.get(name))}, now {_shown(v)}" for name, v in value.items()
+            found += [f"{name} {shown_setting(old.get(name))}, now {shown_setting(v)}" for name, v in value.items()
                       if old.get(name) != v]
         else:
-            found.append(f"{key} {_shown(old)}, now {_shown(value)}")
+            found.append(f"{key} {shown_setting(old)}, now {shown_setting(value)}")
     return found or ["made by another version of jaxstyle"]
 
 

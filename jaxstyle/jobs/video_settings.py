@@ -169,9 +169,11 @@ def video_settings(*, input: str, styles: Sequence, masks: Sequence | None, vgg:
     return json.loads(json.dumps(settings))
 
 
-def _shown(value) -> str:
+def shown_setting(value) -> str:
+    """A setting as a refusal says it: lists comma-joined ("none" when empty), floats short, None as
+    "none", a factory optimizer by its name."""
     if isinstance(value, list):
-        return ",".join(map(_shown, value)) or "none"
+        return ",".join(map(shown_setting, value)) or "none"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict) and "name" in value:  # a factory optimizer
@@ -193,7 +195,7 @@ class Difference(NamedTuple):
 
 def _optimizer_differences(old, new) -> list[Difference]:
     if not (isinstance(old, dict) and isinstance(new, dict) and old.get("name") == new["name"]):
-        return [Difference(f"optimizer {_shown(old)}, now {_shown(new)}", COMMAND)]
+        return [Difference(f"optimizer {shown_setting(old)}, now {shown_setting(new)}", COMMAND)]
     before = [f for f in old.get("files") or [] if isinstance(f, list) and len(f) == 2]
     changed = [name for name, digest in new["files"] if [name, digest] not in before]
     changed += [name for name, _ in before if name not in changed and all(name != n for n, _ in new["files"])]
@@ -236,9 +238,9 @@ def differences(previous: dict | None, settings: dict, names: dict[str, Sequence
                 if old.get(name) == v:
                     continue
                 found += (_optimizer_differences(old.get(name), v) if name == "optimizer" else
-                          [Difference(f"{name} {_shown(old.get(name))}, now {_shown(v)}", COMMAND)])
+                          [Difference(f"{name} {shown_setting(old.get(name))}, now {shown_setting(v)}", COMMAND)])
         else:
-            found.append(Difference(f"{key} {_shown(old)}, now {_shown(value)}", COMMAND))
+            found.append(Difference(f"{key} {shown_setting(old)}, now {shown_setting(value)}", COMMAND))
     return found or [Difference("made by another version of jaxstyle", VERSION)]  # nothing this version tells
 
 
