@@ -34,7 +34,8 @@ def _fwd_and_input_grad(conv):
     return jax.jit(run)
 
 
-def _time(fn, *args, reps: int) -> float:
+def median_seconds(fn, *args, reps: int) -> float:
+    """The median wall time of ``fn(*args)`` over ``reps`` runs after one (compiling) run."""
     jax.block_until_ready(fn(*args))
     times = []
     for _ in range(reps):
@@ -57,9 +58,9 @@ def measure(width: int, height: int, reps: int = 5) -> list[dict]:
         x = jnp.asarray(rng.standard_normal((1, h, w, cin)), jnp.float32)
         kernel = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) / np.sqrt(9 * cin), jnp.float32)
         cotangent = jnp.asarray(rng.standard_normal((1, h, w, cout)), jnp.float32)
-        t_direct = _time(direct, x, (kernel,), cotangent, reps=reps)
+        t_direct = median_seconds(direct, x, (kernel,), cotangent, reps=reps)
         # Kernels transformed beforehand, as a run does once outside its loop.
-        t_winograd = _time(winograd, x, jax.jit(transform_kernels)(kernel), cotangent, reps=reps)
+        t_winograd = median_seconds(winograd, x, jax.jit(transform_kernels)(kernel), cotangent, reps=reps)
         flops = 2 * (2 * 9 * h * w * cin * cout)
         row = {"layer": name, "height": h, "width": w, "in": cin, "out": cout,
                "direct_ms": round(t_direct * 1e3, 2), "winograd_ms": round(t_winograd * 1e3, 2),

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.conv_layers import median_seconds
 from benchmarks.machine import machine_info
 from jaxstyle.model.transformer import Conv, TransformerNet, init_network
 
@@ -42,16 +43,6 @@ def layers(size: int, width: int = 32) -> list[dict]:
             dict(name="up_1", grid=size // 4, cin=4 * w, cout=2 * w, k=3, stride=1, up=True, count=1),
             dict(name="up_2", grid=size // 2, cin=2 * w, cout=w, k=3, stride=1, up=True, count=1),
             dict(name="conv_out", grid=size, cin=w, cout=3, k=9, stride=1, up=False, count=1)]
-
-
-def _time(fn, *args, reps: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _layer_functions(layer: dict, conv: str):
@@ -78,8 +69,8 @@ def measure_layers(size: int, batch: int, reps: int) -> list[dict]:
         row = {**layer, "batch": batch, "size": size}
         for conv in FORMULATIONS:
             forward, train = _layer_functions(layer, conv)
-            row[f"{conv}_ms"] = round(_time(forward, kernel, x, reps=reps) * 1e3, 2)
-            row[f"{conv}_train_ms"] = round(_time(train, kernel, x, reps=reps) * 1e3, 2)
+            row[f"{conv}_ms"] = round(median_seconds(forward, kernel, x, reps=reps) * 1e3, 2)
+            row[f"{conv}_train_ms"] = round(median_seconds(train, kernel, x, reps=reps) * 1e3, 2)
             row[f"{conv}_gflops"] = round(flops / row[f"{conv}_ms"] / 1e6, 1)
         rows.append(row)
         print(f"{size} px x{batch} {layer['name']}: direct {row['direct_ms']} / {row['direct_train_ms']} ms, "
@@ -99,8 +90,9 @@ def measure_network(size: int, batch: int, reps: int) -> dict:
             return jnp.mean(jnp.square(net.apply({"params": p}, x, mix) - 0.5))
 
         apply = jax.jit(lambda p, x, net=net: net.apply({"params": p}, x, mix))
-        row[f"{conv}_ms"] = round(_time(apply, params, x, reps=reps) * 1e3, 1)
-        row[f"{conv}_train_ms"] = round(_time(jax.jit(jax.grad(loss, argnums=(0, 1))), params, x, reps=reps) * 1e3, 1)
+        row[f"{conv}_ms"] = round(median_seconds(apply, params, x, reps=reps) * 1e3, 1)
+        train = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        row[f"{conv}_train_ms"] = round(median_seconds(train, params, x, reps=reps) * 1e3, 1)
     print(f"{size} px x{batch} network: direct {row['direct_ms']} / {row['direct_train_ms']} ms, "
           f"matmul {row['matmul_ms']} / {row['matmul_train_ms']} ms", flush=True)
     return row
